@@ -1,0 +1,82 @@
+"""The built-in strategies: SMA crossover, RSI mean reversion, EMA trend + RSI filter.
+
+Each emits long signals and mirrored short signals; a deployment or backtest
+chooses the direction (long, short or both). Warmups follow the rule in
+:mod:`workbench.strategies.base`: the longest window for SMAs, and 10x (EMA)
+or 30x (Wilder RSI) the period for recursive indicators.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .base import Param, Signals, crossed_above, crossed_below, strategy
+from .indicators import ema, rsi, sma
+
+
+@strategy(
+    fast=Param(10, 5, 50, 5, "fast SMA period"),
+    slow=Param(30, 20, 200, 20, "slow SMA period"),
+    warmup=lambda p: int(p["slow"]) + 1,
+    constraint=lambda p: p["fast"] < p["slow"],
+)
+def sma_cross(df: pd.DataFrame, fast: int, slow: int) -> Signals:
+    """Long when the fast SMA crosses above the slow one, out when it crosses below.
+
+    Confidence grows with the gap between the averages relative to price.
+    """
+    f, s = sma(df.close, fast), sma(df.close, slow)
+    up, down = crossed_above(f, s), crossed_below(f, s)
+    conf = (0.5 + 50.0 * (f - s).abs() / df.close).clip(0.0, 1.0)
+    return Signals(entries=up, exits=down, short_entries=down, short_exits=up, confidence=conf)
+
+
+@strategy(
+    period=Param(14, 6, 30, 2, "RSI period"),
+    oversold=Param(30, 15, 40, 5, "enter long when RSI falls below"),
+    overbought=Param(70, 60, 85, 5, "exit long when RSI rises above"),
+    warmup=lambda p: 30 * int(p["period"]) + 1,
+    constraint=lambda p: p["oversold"] < p["overbought"],
+)
+def rsi_reversion(df: pd.DataFrame, period: int, oversold: float, overbought: float) -> Signals:
+    """Buy when RSI drops below `oversold`, sell when it rises above `overbought`.
+
+    Mirrored for shorts. Confidence grows with how far past the level RSI went.
+    """
+    r = rsi(df.close, period)
+    long_in, long_out = crossed_below(r, oversold), crossed_above(r, overbought)
+    conf = pd.Series(
+        np.where(r < 50, (oversold - r) / 10.0, (r - overbought) / 10.0), index=df.index
+    )
+    conf = (0.6 + conf.clip(lower=0.0)).clip(0.0, 1.0)
+    return Signals(entries=long_in, exits=long_out, short_entries=long_out, short_exits=long_in, confidence=conf)
+
+
+@strategy(
+    fast=Param(12, 5, 30, 1, "fast EMA period"),
+    slow=Param(26, 20, 100, 2, "slow EMA period"),
+    rsi_period=Param(14, 7, 21, 7, "RSI period"),
+    rsi_max=Param(70, 55, 80, 5, "no long entry above this RSI"),
+    warmup=lambda p: max(10 * int(p["slow"]), 30 * int(p["rsi_period"])) + 1,
+    constraint=lambda p: p["fast"] < p["slow"],
+)
+def ema_rsi(df: pd.DataFrame, fast: int, slow: int, rsi_period: int, rsi_max: float) -> Signals:
+    """EMA trend with an RSI filter (the seeds' RSI/EMA signal).
+
+    Long when the fast EMA crosses above the slow EMA while RSI is below
+    `rsi_max` (not overbought); out when the fast EMA crosses back below.
+    Shorts mirror it with RSI above 100 - `rsi_max`. Confidence combines trend
+    strength and RSI headroom.
+    """
+    f, s, r = ema(df.close, fast), ema(df.close, slow), rsi(df.close, rsi_period)
+    up, down = crossed_above(f, s), crossed_below(f, s)
+    trend = ((f - s).abs() / df.close * 200.0).clip(0.0, 0.5)
+    headroom = ((rsi_max - r).abs() / 100.0).clip(0.0, 0.5)
+    conf = (0.3 + trend + headroom).clip(0.0, 1.0)
+    return Signals(
+        entries=up & (r < rsi_max),
+        exits=down,
+        short_entries=down & (r > 100 - rsi_max),
+        short_exits=up,
+        confidence=conf,
+    )
