@@ -1,0 +1,1 @@
+"""Venues: where orders go. See :mod:`workbench.venues.base` for the interface."""
