@@ -1,0 +1,296 @@
+"""The store: every order, fill, trade, status change and audit event.
+
+SQLAlchemy Core on a SQLite file by default (WAL mode), or any URL such as
+``postgresql+psycopg://...`` through the same code. ``Store(":memory:")`` is
+for tests. The schema is versioned (:mod:`workbench.store.migrations`).
+Engines, panels and the CLI share one store; commands placed in it by any
+client reach a running engine.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, create_engine, event, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from ..errors import StoreError
+from . import schema as t
+from .migrations import LATEST, migrate
+
+DEPLOYMENT_STATUSES = ("active", "paused", "stopped", "error")
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "manual", "emergency_stop", "risk", "stop")
+COMMANDS = ("deploy", "stop", "pause", "resume", "emergency_stop", "close_position", "place_order", "cancel_order", "enable_symbol", "disable_symbol")
+
+
+def _url(target: str | Path) -> str:
+    text = str(target)
+    if "://" in text:
+        return text
+    if text == ":memory:":
+        return "sqlite://"
+    Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(text).expanduser()}"
+
+
+class Store:
+    """Access to the store's tables; every write is its own transaction unless inside :meth:`tx`."""
+
+    def __init__(self, target: str | Path = ".workbench/workbench.sqlite", echo: bool = False) -> None:
+        self.url = _url(target)
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.url == "sqlite://":
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        elif self.url.startswith("sqlite"):
+            kwargs.update(connect_args={"timeout": 10, "check_same_thread": False})
+        self.engine = create_engine(self.url, **kwargs)
+        if self.url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._conn: Connection | None = None
+        try:
+            with self.engine.begin() as conn:
+                version = migrate(conn)
+        except DBAPIError as exc:
+            raise StoreError(_explain(exc, self.url)) from None
+        if version != LATEST:
+            raise StoreError(f"Store {self.url} is at schema {version}, expected {LATEST}.")
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """Group several writes into one atomic transaction (nested calls join it)."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        try:
+            with self.engine.begin() as conn:
+                self._conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._conn = None
+        except IntegrityError:
+            raise
+        except DBAPIError as exc:
+            raise StoreError(_explain(exc, self.url)) from None
+
+    def _exec(self, stmt: Any, params: Any = None) -> Any:
+        with self.tx() as conn:
+            return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
+
+    def _rows(self, stmt: Any) -> list[dict[str, Any]]:
+        with self.tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def frame(self, table: str, **where: Any) -> pd.DataFrame:
+        """A table (optionally filtered by equality) as a DataFrame."""
+        tbl = t.metadata.tables[table]
+        stmt = select(tbl)
+        for key, value in where.items():
+            stmt = stmt.where(tbl.c[key] == value)
+        rows = self._rows(stmt.order_by(*tbl.primary_key.columns))
+        return pd.DataFrame(rows, columns=[c.name for c in tbl.columns])
+
+    # -- audit ----------------------------------------------------------------
+    def audit(self, actor: str, action: str, target: str | None = None, params: Mapping[str, Any] | None = None, at: float | None = None) -> None:
+        """Record who did what to which target with which parameters."""
+        self._exec(insert(t.audit).values(at=at or time.time(), actor=actor, action=action, target=target, params=_jsonable(params or {})))
+
+    # -- deployments ------------------------------------------------------------
+    def insert_deployment(self, row: Mapping[str, Any]) -> None:
+        self._exec(insert(t.deployments).values(**row))
+
+    def update_deployment(self, dep_id: str, **fields: Any) -> None:
+        fields.setdefault("updated_at", time.time())
+        self._exec(update(t.deployments).where(t.deployments.c.id == dep_id).values(**fields))
+
+    def set_status(self, dep_id: str, status: str, reason: str | None = None, at: float | None = None) -> None:
+        """Change a deployment's status and record the change."""
+        if status not in DEPLOYMENT_STATUSES:
+            raise StoreError(f"Unknown deployment status {status!r}.")
+        now = at or time.time()
+        with self.tx() as conn:
+            old = conn.execute(select(t.deployments.c.status).where(t.deployments.c.id == dep_id)).scalar()
+            values: dict[str, Any] = {"status": status, "status_reason": reason, "updated_at": now}
+            if status == "stopped":
+                values["stopped_at"] = now
+            if status == "active" and old != "paused":
+                values["started_at"] = now
+            conn.execute(update(t.deployments).where(t.deployments.c.id == dep_id).values(**values))
+            conn.execute(insert(t.status_changes).values(deployment_id=dep_id, at=now, old=old, new=status, reason=reason))
+
+    def deployment(self, dep_id: str) -> dict[str, Any] | None:
+        rows = self._rows(select(t.deployments).where(t.deployments.c.id == dep_id))
+        return rows[0] if rows else None
+
+    def deployments(self, status: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        stmt = select(t.deployments).order_by(t.deployments.c.created_at)
+        if status is not None:
+            stmt = stmt.where(t.deployments.c.status.in_(list(status)))
+        return self._rows(stmt)
+
+    # -- orders and fills -----------------------------------------------------
+    def insert_order(self, row: Mapping[str, Any]) -> int:
+        now = row.get("created_at") or time.time()
+        values = {"status_history": [[now, row.get("status", "pending")]], "filled": 0.0, "created_at": now, "updated_at": now, **row}
+        try:
+            return int(self._exec(insert(t.orders).values(**values)).inserted_primary_key[0])
+        except IntegrityError:
+            raise StoreError(f"An order with client id {row.get('client_order_id')!r} is already recorded.") from None
+
+    def update_order(self, client_order_id: str, status: str | None = None, at: float | None = None, **fields: Any) -> None:
+        """Update an order; a new status is appended to its status history."""
+        now = at or time.time()
+        with self.tx() as conn:
+            if status is not None:
+                hist = conn.execute(select(t.orders.c.status_history).where(t.orders.c.client_order_id == client_order_id)).scalar()
+                history = list(hist or [])
+                if not history or history[-1][1] != status:
+                    history.append([now, status])
+                fields.update(status=status, status_history=history)
+            fields["updated_at"] = now
+            conn.execute(update(t.orders).where(t.orders.c.client_order_id == client_order_id).values(**fields))
+
+    def order(self, client_order_id: str) -> dict[str, Any] | None:
+        rows = self._rows(select(t.orders).where(t.orders.c.client_order_id == client_order_id))
+        return rows[0] if rows else None
+
+    def orders(self, deployment_id: str | None = None, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        stmt = select(t.orders).order_by(t.orders.c.id)
+        if deployment_id is not None:
+            stmt = stmt.where(t.orders.c.deployment_id == deployment_id)
+        if statuses is not None:
+            stmt = stmt.where(t.orders.c.status.in_(list(statuses)))
+        return self._rows(stmt)
+
+    def insert_fill(self, row: Mapping[str, Any]) -> bool:
+        """Record a fill; False (and nothing written) if the venue trade id is already known."""
+        try:
+            with self.tx() as conn:
+                conn.execute(insert(t.fills).values(**row))
+            return True
+        except IntegrityError:
+            return False
+
+    def fills(self, deployment_id: str | None = None) -> list[dict[str, Any]]:
+        stmt = select(t.fills).order_by(t.fills.c.id)
+        if deployment_id is not None:
+            stmt = stmt.where(t.fills.c.deployment_id == deployment_id)
+        return self._rows(stmt)
+
+    # -- positions and trades -----------------------------------------------
+    def open_position(self, row: Mapping[str, Any]) -> int:
+        return int(self._exec(insert(t.positions).values(status="open", **row)).inserted_primary_key[0])
+
+    def update_position(self, position_id: int, **fields: Any) -> None:
+        self._exec(update(t.positions).where(t.positions.c.id == position_id).values(**fields))
+
+    def positions(self, deployment_id: str | None = None, status: str | None = "open") -> list[dict[str, Any]]:
+        stmt = select(t.positions).order_by(t.positions.c.id)
+        if deployment_id is not None:
+            stmt = stmt.where(t.positions.c.deployment_id == deployment_id)
+        if status is not None:
+            stmt = stmt.where(t.positions.c.status == status)
+        return self._rows(stmt)
+
+    def close_position(self, position_id: int, trade: Mapping[str, Any]) -> None:
+        """Mark a position closed and record its trade, atomically."""
+        if trade["exit_reason"] not in EXIT_REASONS:
+            raise StoreError(f"Unknown exit reason {trade['exit_reason']!r}.")
+        with self.tx() as conn:
+            conn.execute(update(t.positions).where(t.positions.c.id == position_id).values(status="closed", closed_at=trade["exit_at"], amount=trade["amount"]))
+            conn.execute(insert(t.trades).values(position_id=position_id, **trade))
+
+    def trades(self, deployment_id: str | None = None) -> pd.DataFrame:
+        return self.frame("trades", **({"deployment_id": deployment_id} if deployment_id else {}))
+
+    # -- equity, risk ---------------------------------------------------------
+    def add_equity(self, rows: list[Mapping[str, Any]]) -> None:
+        if rows:
+            self._exec(insert(t.equity), [dict(r) for r in rows])
+
+    def equity(self, deployment_id: str) -> pd.DataFrame:
+        return self.frame("equity", deployment_id=deployment_id)
+
+    def add_risk_event(self, deployment_id: str | None, kind: str, reason: str, details: Mapping[str, Any] | None = None, symbol: str | None = None, at: float | None = None) -> None:
+        self._exec(insert(t.risk_events).values(deployment_id=deployment_id, at=at or time.time(), kind=kind, symbol=symbol, reason=reason, details=_jsonable(details or {})))
+
+    # -- commands -----------------------------------------------------------
+    def submit_command(self, command: str, deployment_id: str | None = None, args: Mapping[str, Any] | None = None, actor: str = "user") -> int:
+        """Queue a command for whichever engine runs the deployment."""
+        if command not in COMMANDS:
+            raise StoreError(f"Unknown command {command!r}; known: {', '.join(COMMANDS)}.")
+        now = time.time()
+        with self.tx() as conn:
+            cid = conn.execute(insert(t.commands).values(created_at=now, actor=actor, command=command, deployment_id=deployment_id, args=_jsonable(args or {}), status="pending")).inserted_primary_key[0]
+            conn.execute(insert(t.audit).values(at=now, actor=actor, action=f"command:{command}", target=deployment_id, params=_jsonable(args or {})))
+        return int(cid)
+
+    def pending_commands(self) -> list[dict[str, Any]]:
+        return self._rows(select(t.commands).where(t.commands.c.status == "pending").order_by(t.commands.c.id))
+
+    def finish_command(self, command_id: int, status: str, result: str | None = None) -> None:
+        self._exec(update(t.commands).where(t.commands.c.id == command_id).values(status=status, result=result, handled_at=time.time()))
+
+    def command(self, command_id: int) -> dict[str, Any] | None:
+        rows = self._rows(select(t.commands).where(t.commands.c.id == command_id))
+        return rows[0] if rows else None
+
+    # -- venue state ----------------------------------------------------------
+    def save_venue_state(self, venue_id: str, state: Mapping[str, Any]) -> None:
+        now = time.time()
+        with self.tx() as conn:
+            done = conn.execute(update(t.venue_state).where(t.venue_state.c.venue_id == venue_id).values(state=_jsonable(state), updated_at=now)).rowcount
+            if not done:
+                conn.execute(insert(t.venue_state).values(venue_id=venue_id, state=_jsonable(state), updated_at=now))
+
+    def load_venue_state(self, venue_id: str) -> dict[str, Any] | None:
+        rows = self._rows(select(t.venue_state.c.state).where(t.venue_state.c.venue_id == venue_id))
+        return rows[0]["state"] if rows else None
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON round-trip with NaN/inf as null, numpy and timestamps as plain values."""
+    return json.loads(json.dumps(value, default=_default).replace("NaN", "null").replace("Infinity", "null"))
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    return str(obj)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _explain(exc: DBAPIError, url: str) -> str:
+    text = str(exc.orig) if exc.orig else str(exc)
+    if "locked" in text:
+        return f"The store {url} is locked by another process ({text}); retry, or stop the other writer."
+    if "disk" in text and "full" in text:
+        return f"The store {url} cannot write: the disk is full. Free space; nothing was traded blind."
+    if "not a database" in text or "malformed" in text:
+        return f"The store {url} is corrupt ({text}). Restore it from a backup or move it aside to start fresh."
+    return f"The store {url} failed: {text}"
+
+
+__all__ = ["Store", "DEPLOYMENT_STATUSES", "EXIT_REASONS", "COMMANDS"]
