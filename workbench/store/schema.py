@@ -46,6 +46,8 @@ deployments = Table(
     Column("config", JSON, nullable=False),
     Column("status", String(16), nullable=False),
     Column("status_reason", Text),
+    Column("cursor", JSON, nullable=False, default=dict),
+    Column("risk_state", JSON, nullable=False, default=dict),
     Column("params_freshness", String(16)),
     Column("params_optimized_at", String(40)),
     Column("created_at", Float, nullable=False),

@@ -1,0 +1,290 @@
+"""The engine: many deployments at once, controlled through the store by any client.
+
+Commands (stop, pause, resume, emergency_stop, close_position, place_order,
+enable/disable a symbol) are rows in the store's ``commands`` table; whatever
+process runs the engine picks them up on :meth:`Engine.process_commands`
+(called on every tick of :meth:`Engine.run`, at least once a second). On start
+an engine recovers its deployments, orders and positions from the store.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import ConfigError, WorkbenchError
+from ..params import ParamStore
+from ..store import Store
+from ..strategies import get_strategy
+from ..venues.base import Venue
+from .clock import Clock, SystemClock
+from .deployment import DeploymentRuntime
+from .ledger import OpenPosition
+from .spec import DeploymentSpec
+
+EVENTS = ("signal", "order", "fill", "trade", "risk_event", "status")
+VenueFactory = Callable[[str, DeploymentSpec], Venue]
+
+
+class Engine:
+    """Runs deployments; every action goes through risk and into the store."""
+
+    def __init__(self, store: Store | str, clock: Clock | None = None, venue_factory: VenueFactory | None = None, actor: str = "engine") -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.clock = clock or SystemClock()
+        self.venue_factory = venue_factory or default_venue_factory(self.store)
+        self.actor = actor
+        self.deployments: dict[str, DeploymentRuntime] = {}
+        self._callbacks: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
+        self.id = uuid.uuid4().hex[:12]
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.id}: {len(self.deployments)} deployment(s) on {self.store!r}>"
+
+    # -- callbacks ------------------------------------------------------------
+    def on(self, event: str, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call `fn(payload)` on each `event` (signal, order, fill, trade, risk_event, status)."""
+        if event not in EVENTS:
+            raise ConfigError(f"Unknown event {event!r}; choose from {', '.join(EVENTS)}.")
+        self._callbacks[event].append(fn)
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        for fn in self._callbacks.get(event, ()):
+            fn(payload)
+
+    # -- deploy ---------------------------------------------------------------
+    def deploy(self, spec: DeploymentSpec | Mapping[str, Any], actor: str = "user") -> DeploymentRuntime:
+        """Validate, record and start a deployment; trading starts with the next closed bar."""
+        if not isinstance(spec, DeploymentSpec):
+            spec = DeploymentSpec.from_dict(spec)
+        strategy = get_strategy(spec.strategy)
+        params, freshness, optimized_at = self._resolve_params(spec, strategy)
+        dep_id = uuid.uuid4().hex[:8]
+        venue = self.venue_factory(dep_id, spec)  # may refuse (e.g. live without confirmation)
+        now = time.time()
+        self.store.insert_deployment({
+            "id": dep_id, "name": spec.name or f"{strategy.name} {','.join(spec.symbols)} {spec.timeframe}",
+            "strategy": strategy.name, "params": params, "symbols": list(spec.symbols), "timeframe": spec.timeframe,
+            "venue": spec.venue, "account": spec.account, "mode": spec.mode, "risk": dict(spec.risk),
+            "config": spec.to_dict() | {"params": params}, "status": "active", "status_reason": "deployed",
+            "params_freshness": freshness, "params_optimized_at": optimized_at, "created_at": now,
+            "started_at": now, "updated_at": now, "cursor": {}, "risk_state": {},
+        })
+        self.store.audit(actor, "deploy", dep_id, spec.to_dict() | {"params": params, "freshness": freshness})
+        rt = self._runtime(dep_id, spec, params, "active", venue)
+        self._emit("status", {"deployment_id": dep_id, "from": None, "to": "active", "reason": "deployed"})
+        return rt
+
+    def _resolve_params(self, spec: DeploymentSpec, strategy) -> tuple[dict[str, float], str, str | None]:
+        if spec.params is not None:
+            return strategy.validate_params(spec.params), "given", None
+        store = ParamStore(spec.params_dir)
+        rec = store.load_latest(strategy.name, spec.symbols[0], spec.timeframe)
+        return strategy.validate_params(rec.params), rec.freshness, rec.optimized_at.isoformat()
+
+    def _runtime(self, dep_id: str, spec: DeploymentSpec, params: dict[str, float], status: str, venue: Venue | None = None) -> DeploymentRuntime:
+        venue = venue or self.venue_factory(dep_id, spec)
+        rt = DeploymentRuntime(dep_id, spec, get_strategy(spec.strategy), params, venue, self.store, self.clock, self._emit, status=status)
+        for sym, rule in rt.rules.items():
+            if rule.contract and rt.limits.leverage != 1:
+                venue.set_leverage(rt.limits.leverage, sym)
+        self.deployments[dep_id] = rt
+        return rt
+
+    # -- recovery -------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Load active and paused deployments from the store with their positions and cursors."""
+        recovered = []
+        for row in self.store.deployments(status=("active", "paused")):
+            if row["id"] in self.deployments:
+                continue
+            config = dict(row["config"])
+            spec = DeploymentSpec.from_dict({k: v for k, v in config.items()})
+            rt = self._runtime(row["id"], spec, dict(row["params"]), row["status"])
+            rt.cursor = {k: int(v) for k, v in (row.get("cursor") or {}).items()}
+            if row.get("risk_state"):
+                rt.guard = type(rt.guard).from_state(rt.limits, row["risk_state"])
+            self._restore_books(rt)
+            self.store.audit(self.actor, "recover", rt.id, {"positions": list(rt.ledger.positions), "cursor": rt.cursor})
+            recovered.append(rt.id)
+        return recovered
+
+    def _restore_books(self, rt: DeploymentRuntime) -> None:
+        trades = self.store.trades(rt.id)
+        realized = float(trades["pnl"].sum()) if len(trades) else 0.0
+        rt.ledger.cash = rt.spec.initial_cash + realized
+        rt.ledger.realized = realized
+        rt.ledger.fees = float(trades["fees"].sum()) if len(trades) else 0.0
+        orders = {o["client_order_id"]: o for o in self.store.orders(rt.id)}
+        for row in self.store.positions(rt.id, status="open"):
+            rule = rt.rules[row["symbol"]]
+            pos = OpenPosition(row["id"], row["symbol"], row["side"], row["amount"], row["entry_price"], row["entry_at"],
+                               row["entry_fee"], rule.contract or row["side"] == "short", row["confidence"] or 1.0,
+                               row["sl_price"] if row["sl_price"] is not None else float("nan"),
+                               row["tp_price"] if row["tp_price"] is not None else float("nan"))
+            for o in orders.values():
+                if o["position_id"] == pos.id and o["status"] in ("open", "pending"):
+                    if o["purpose"] == "stop_loss":
+                        pos.sl_cid, pos.sl_order_id = o["client_order_id"], o["venue_order_id"]
+                    elif o["purpose"] == "take_profit":
+                        pos.tp_cid, pos.tp_order_id = o["client_order_id"], o["venue_order_id"]
+            rt.ledger.open(pos)
+            rt.marks.setdefault(pos.symbol, pos.entry_price)
+
+    # -- control --------------------------------------------------------------
+    def get(self, dep_id: str) -> DeploymentRuntime:
+        if dep_id not in self.deployments:
+            known = ", ".join(self.deployments) or "none"
+            raise ConfigError(f"No deployment {dep_id!r} in this engine (running: {known}).")
+        return self.deployments[dep_id]
+
+    def stop(self, dep_id: str, reason: str = "stopped by user", actor: str = "user") -> None:
+        """Graceful stop: close the deployment's positions first, then stop it."""
+        rt = self.get(dep_id)
+        self.store.audit(actor, "stop", dep_id, {"reason": reason})
+        rt.stop(reason, exit_reason="stop")
+        self.deployments.pop(dep_id, None)
+
+    def pause(self, dep_id: str, reason: str = "paused by user", actor: str = "user") -> None:
+        rt = self.get(dep_id)
+        if rt.status == "active":
+            rt.set_status("paused", reason, by=actor)
+
+    def resume(self, dep_id: str, reason: str = "resumed by user", actor: str = "user") -> None:
+        rt = self.get(dep_id)
+        if rt.status in ("paused", "error"):
+            rt.guard.reset(self.clock.now()) if hasattr(rt.guard, "reset") else None
+            rt.set_status("active", reason, by=actor)
+
+    def set_symbol(self, dep_id: str, symbol: str, enabled: bool, actor: str = "user") -> None:
+        """Start or stop trading one symbol of a deployment (positions stay as they are)."""
+        rt = self.get(dep_id)
+        if symbol not in rt.enabled:
+            raise ConfigError(f"Deployment {dep_id} does not trade {symbol!r}; it trades {list(rt.enabled)}.")
+        rt.enabled[symbol] = enabled
+        self.store.audit(actor, "enable_symbol" if enabled else "disable_symbol", dep_id, {"symbol": symbol})
+
+    def close_position(self, dep_id: str, symbol: str, actor: str = "user") -> bool:
+        rt = self.get(dep_id)
+        self.store.audit(actor, "close_position", dep_id, {"symbol": symbol})
+        return rt.close_position(symbol, "manual")
+
+    def emergency_stop(self, reason: str = "emergency stop", actor: str = "user") -> dict[str, Any]:
+        """Cancel every open order and close every position of every deployment, at once."""
+        self.store.audit(actor, "emergency_stop", None, {"reason": reason, "deployments": list(self.deployments)})
+        report: dict[str, Any] = {}
+        for dep_id, rt in list(self.deployments.items()):
+            closed = list(rt.ledger.positions)
+            try:
+                rt.stop(reason, exit_reason="emergency_stop")
+                report[dep_id] = {"closed": closed, "left_open": list(rt.ledger.positions)}
+            except WorkbenchError as exc:
+                rt.set_status("error", f"emergency stop incomplete: {exc}", by=actor)
+                report[dep_id] = {"error": str(exc), "left_open": list(rt.ledger.positions)}
+            self.store.audit(actor, "emergency_stop:deployment", dep_id, report[dep_id])
+            self.deployments.pop(dep_id, None)
+        return report
+
+    # -- commands -----------------------------------------------------------
+    def process_commands(self) -> int:
+        """Run the pending commands from the store; return how many were handled."""
+        done = 0
+        for cmd in self.store.pending_commands():
+            dep_id, args, actor = cmd["deployment_id"], cmd["args"] or {}, cmd["actor"]
+            if dep_id and dep_id not in self.deployments and cmd["command"] != "emergency_stop":
+                continue  # another engine runs it
+            try:
+                result = self._command(cmd["command"], dep_id, args, actor)
+                self.store.finish_command(cmd["id"], "done", result)
+            except WorkbenchError as exc:
+                self.store.finish_command(cmd["id"], "failed", str(exc))
+            done += 1
+        return done
+
+    def _command(self, command: str, dep_id: str | None, args: Mapping[str, Any], actor: str) -> str:
+        if command == "emergency_stop":
+            return str(self.emergency_stop(args.get("reason", "emergency stop"), actor=actor))
+        if command == "stop":
+            self.stop(dep_id, args.get("reason", "stopped by user"), actor=actor)
+        elif command == "pause":
+            self.pause(dep_id, args.get("reason", "paused by user"), actor=actor)
+        elif command == "resume":
+            self.resume(dep_id, args.get("reason", "resumed by user"), actor=actor)
+        elif command == "close_position":
+            return "closed" if self.close_position(dep_id, args["symbol"], actor=actor) else "no position"
+        elif command in ("enable_symbol", "disable_symbol"):
+            self.set_symbol(dep_id, args["symbol"], command == "enable_symbol", actor=actor)
+        else:
+            raise ConfigError(f"Command {command!r} is not handled by the engine.")
+        return "ok"
+
+    # -- the bar loop -----------------------------------------------------------
+    def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float, venue_id: str | None = None) -> None:
+        """Hand one closed bar to every deployment that trades `symbol`."""
+        for rt in list(self.deployments.values()):
+            if symbol in rt.enabled and (venue_id is None or rt.venue.id == venue_id) and rt.status in ("active", "paused"):
+                rt.on_bar(symbol, ts_ms, o, h, lo, c, v)
+
+    def flush(self) -> None:
+        for rt in self.deployments.values():
+            rt.flush()
+
+    async def run(self, feed: Any, poll_seconds: float = 0.5, until: Callable[[], bool] | None = None) -> None:
+        """Run until `until()` is true: take closed bars from `feed`, and commands from the store."""
+        self.recover()
+        while not (until and until()):
+            for bar in feed.poll(self):
+                self.on_bar(*bar)
+            self.process_commands()
+            self.heartbeat()
+            await asyncio.sleep(poll_seconds)
+        self.flush()
+
+    def heartbeat(self) -> None:
+        from sqlalchemy import insert, update
+
+        from ..store import schema
+
+        now = time.time()
+        with self.store.tx() as conn:
+            if not conn.execute(update(schema.engine_heartbeat).where(schema.engine_heartbeat.c.engine_id == self.id).values(beat_at=now)).rowcount:
+                import os
+
+                conn.execute(insert(schema.engine_heartbeat).values(engine_id=self.id, pid=os.getpid(), started_at=now, beat_at=now))
+
+    # -- summaries ------------------------------------------------------------
+    def status(self) -> list[dict[str, Any]]:
+        """One summary row per deployment in the store."""
+        out = []
+        for row in self.store.deployments():
+            rt = self.deployments.get(row["id"])
+            trades = self.store.trades(row["id"])
+            out.append({
+                "id": row["id"], "name": row["name"], "status": row["status"], "mode": row["mode"],
+                "symbols": row["symbols"], "trades": len(trades),
+                "pnl": float(trades["pnl"].sum()) if len(trades) else 0.0,
+                "open_positions": len(rt.ledger.positions) if rt else len(self.store.positions(row["id"])),
+                "equity": rt.equity() if rt else None,
+                "since": datetime.fromtimestamp(row["started_at"] or row["created_at"], UTC).isoformat(timespec="seconds"),
+            })
+        return out
+
+
+def default_venue_factory(store: Store) -> VenueFactory:
+    """Paper venues per deployment (state persisted in the store); others need a factory."""
+
+    def make(dep_id: str, spec: DeploymentSpec) -> Venue:
+        if spec.venue == "paper":
+            from ..venues.paper_venue import paper_venue
+
+            return paper_venue(dep_id, spec, store)
+        raise ConfigError(
+            f"Venue {spec.venue!r} needs an account: use workbench.venues.live.venue_factory(accounts) "
+            "or deploy from the CLI with --account."
+        )
+
+    return make

@@ -1,0 +1,395 @@
+"""One running deployment: on each closed bar, strategy -> risk -> venue -> fills -> store.
+
+The order of work on a bar mirrors the backtest (see :mod:`workbench.fills`):
+protective stops first (they are resting orders at the venue, filled inside
+the bar); if one fired, the bar's signal is ignored; otherwise an exit signal
+closes the position and an entry signal opens one through risk.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, LiveTradingRefused, VenueError
+from ..fills import stop_exit, stop_levels
+from ..markets import MarketRules
+from ..risk import OrderIntent, PortfolioView, PositionView, RiskGuard, check_order, size_entry
+from ..store import Store
+from ..strategies import Decision, Strategy
+from ..venues.base import OrderRequest, Venue, client_order_id
+from .clock import Clock
+from .ledger import Ledger, OpenPosition
+from .spec import DeploymentSpec
+
+Callback = Callable[[str, dict[str, Any]], None]
+_ORDER_STATUS = {"open": "open", "closed": "filled", "canceled": "cancelled", "cancelled": "cancelled", "rejected": "rejected", "expired": "cancelled"}
+
+
+class DeploymentRuntime:
+    """The live state of one deployment inside an engine."""
+
+    def __init__(
+        self,
+        dep_id: str,
+        spec: DeploymentSpec,
+        strategy: Strategy,
+        params: dict[str, float],
+        venue: Venue,
+        store: Store,
+        clock: Clock,
+        emit: Callback,
+        status: str = "active",
+        equity_batch: int = 1000,
+    ) -> None:
+        self.id = dep_id
+        self.spec = spec
+        self.strategy = strategy
+        self.params = params
+        self.venue = venue
+        self.store = store
+        self.clock = clock
+        self.emit = emit
+        self.status = status
+        self.limits = spec.risk_limits()
+        self.guard = RiskGuard(self.limits)
+        self.rules: dict[str, MarketRules] = {s: venue.market(s) for s in spec.symbols}
+        for sym, rule in self.rules.items():
+            if spec.direction != "long" and not rule.contract:
+                raise ConfigError(f"{sym} is a spot market: it cannot be shorted. Use its perpetual (e.g. {sym}:{rule.quote}) or direction='long'.")
+        self.enabled: dict[str, bool] = dict.fromkeys(spec.symbols, True)
+        self.ledger = Ledger(cash=spec.initial_cash)
+        self.marks: dict[str, float] = {}
+        self.cursor: dict[str, int] = {}
+        self.warmup = strategy.warmup(params)
+        self.history: dict[str, deque] = {s: deque(maxlen=self.warmup) for s in spec.symbols}
+        self.precomputed: dict[str, dict[int, tuple[bool, bool, bool, bool, float]]] = {}
+        self._equity_rows: list[dict[str, Any]] = []
+        self._equity_batch = equity_batch
+        self.peak_equity = spec.initial_cash
+        self.live_venue = bool(getattr(venue, "live", False))
+
+    # -- helpers --------------------------------------------------------------
+    def _now(self) -> float:
+        return self.clock.now()
+
+    def equity(self) -> float:
+        return self.ledger.equity(self.marks)
+
+    def view(self) -> PortfolioView:
+        eq = self.equity()
+        return PortfolioView(
+            equity=eq,
+            cash=self.ledger.cash,
+            day_start_equity=self.guard.day_start_equity or eq,
+            peak_equity=max(self.guard.peak_equity or eq, eq),
+            positions={
+                s: PositionView(s, p.side, p.amount, p.entry_price, self.marks.get(s, p.entry_price))
+                for s, p in self.ledger.positions.items()
+            },
+        )
+
+    def precompute(self, symbol: str, df: pd.DataFrame) -> None:
+        """Signals for a replay, computed once with the vectorized form (equal to decide(), tested)."""
+        sig = self.strategy.signals(df, self.params)
+        ts = (df.index.as_unit("ms").asi8).tolist()
+        e, x, se, sx, c = (np.asarray(a) for a in (sig.entries, sig.exits, sig.short_entries, sig.short_exits, sig.confidence))
+        hot = np.flatnonzero(e | x | se | sx)
+        self.precomputed[symbol] = {ts[i]: (bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]), float(c[i])) for i in hot}
+
+    def decide(self, symbol: str, ts_ms: int) -> Decision:
+        table = self.precomputed.get(symbol)
+        if table is not None:
+            hit = table.get(ts_ms)
+            if hit is None:
+                return _HOLD
+            return Decision(pd.Timestamp(ts_ms, unit="ms", tz="UTC"), *hit)
+        buf = self.history[symbol]
+        if len(buf) < 2:
+            return _HOLD
+        arr = np.asarray(buf)
+        df = pd.DataFrame(arr[:, 1:], columns=["open", "high", "low", "close", "volume"], index=pd.to_datetime(arr[:, 0].astype("int64"), unit="ms", utc=True))
+        return self.strategy.decide(df, self.params)
+
+    # -- the bar ------------------------------------------------------------
+    def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
+        """Process one closed bar of `symbol` (bar open time `ts_ms`)."""
+        if ts_ms <= self.cursor.get(symbol, -1):
+            return  # already processed (restart or duplicate feed)
+        if self.precomputed.get(symbol) is None:
+            self.history[symbol].append((ts_ms, o, h, lo, c, v))
+        self.marks[symbol] = c
+        fired = self._check_protection(symbol, ts_ms, o, h, lo)
+        for event in self.guard.update(self.view(), self._now()):
+            self._risk_event(event.kind, event.reason, event.details, None)
+            if event.kind == "paused" and self.status == "active":
+                self.set_status("paused", event.reason, by="risk")
+            elif event.kind == "resumed" and self.status == "paused":
+                self.set_status("active", event.reason, by="risk")
+        if not fired and self.status == "active" and self.enabled.get(symbol, False):
+            decision = self.decide(symbol, ts_ms)
+            if decision.any:
+                self.emit("signal", {"deployment_id": self.id, "symbol": symbol, "decision": decision})
+                self._act(symbol, ts_ms, c, decision)
+        self.cursor[symbol] = ts_ms
+        eq = self.equity()
+        self.peak_equity = max(self.peak_equity, eq)
+        self._equity_rows.append({"deployment_id": self.id, "at": ts_ms / 1000.0, "equity": eq, "cash": self.ledger.cash, "unrealized": self.ledger.unrealized(self.marks)})
+        if len(self._equity_rows) >= self._equity_batch:
+            self.flush()
+
+    def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
+        pos = self.ledger.positions.get(symbol)
+        long_ok = self.spec.direction in ("long", "both")
+        short_ok = self.spec.direction in ("short", "both")
+        enter_long = d.enter_long and not d.exit_long and long_ok
+        exit_long = d.exit_long and not d.enter_long
+        enter_short = d.enter_short and not d.exit_short and short_ok
+        exit_short = d.exit_short and not d.enter_short
+        if pos is not None:
+            if (pos.side == "long" and (exit_long or enter_short)) or (pos.side == "short" and (exit_short or enter_long)):
+                self.close_position(symbol, "signal", ts_ms)
+                pos = None
+                if not ((enter_short and short_ok) or (enter_long and long_ok)):
+                    return
+            else:
+                return
+        if enter_long or enter_short:
+            self._enter(symbol, ts_ms, price, "long" if enter_long else "short", d.confidence)
+
+    # -- entries ------------------------------------------------------------
+    def _enter(self, symbol: str, ts_ms: int, price: float, side: str, confidence: float) -> None:
+        rules = self.rules[symbol]
+        view = self.view()
+        amount = size_entry(self.limits, view.equity, price, rules, self.spec.costs)
+        intent = OrderIntent(symbol=symbol, side="buy" if side == "long" else "sell", amount=amount, price=price, reduce_only=False, confidence=confidence)
+        ok, why = self.guard.can_open(self._now())
+        verdict = check_order(intent, view, self.limits, rules, self._now(), paused=not ok) if _accepts_paused() else check_order(intent, view, self.limits, rules, self._now())
+        if not ok and verdict.allowed:
+            verdict = type(verdict)(False, 0.0, (why,), verdict.level)
+        if not verdict.allowed:
+            self._risk_event("denied", "; ".join(verdict.reasons), {"intent": intent.__dict__, "level": verdict.level}, symbol)
+            return
+        cid = client_order_id(self.id, symbol, ts_ms, "e")
+        if self.store.order(cid) is not None:
+            return  # this decision was already acted on (restart)
+        order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid), "entry")
+        if order is None or not order.get("filled"):
+            return
+        filled, avg, fee = _fill_of(order)
+        margin = rules.contract or side == "short"
+        pos_id = self.store.open_position({
+            "deployment_id": self.id, "symbol": symbol, "side": side, "amount": filled, "entry_price": avg,
+            "entry_at": ts_ms / 1000.0, "entry_fee": fee, "confidence": confidence,
+            "leverage": float(self.limits.leverage),
+        })
+        pos = OpenPosition(pos_id, symbol, side, filled, avg, ts_ms / 1000.0, fee, margin, confidence)
+        self.ledger.open(pos)
+        self.store.update_order(cid, position_id=pos_id)
+        self._protect(pos, ts_ms)
+        self.emit("fill", {"deployment_id": self.id, "symbol": symbol, "side": intent.side, "amount": filled, "price": avg, "fee": fee})
+
+    def _protect(self, pos: OpenPosition, ts_ms: int) -> None:
+        sl, tp = stop_levels(pos.side, pos.entry_price, self.limits.stop_loss, self.limits.take_profit)
+        pos.sl_price, pos.tp_price = sl, tp
+        exit_side = "sell" if pos.side == "long" else "buy"
+        if sl == sl:
+            pos.sl_cid = client_order_id(self.id, pos.symbol, ts_ms, "sl")
+            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id)
+            pos.sl_order_id = o.get("id") if o else None
+        if tp == tp:
+            pos.tp_cid = client_order_id(self.id, pos.symbol, ts_ms, "tp")
+            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id)
+            pos.tp_order_id = o.get("id") if o else None
+        self.store.update_position(pos.id, sl_price=None if sl != sl else sl, tp_price=None if tp != tp else tp)
+
+    # -- exits ----------------------------------------------------------------
+    def _check_protection(self, symbol: str, ts_ms: int, o: float, h: float, lo: float) -> bool:
+        """Did a resting stop-loss / take-profit order fill during this bar? Record it if so."""
+        pos = self.ledger.positions.get(symbol)
+        if pos is None or (pos.sl_cid is None and pos.tp_cid is None):
+            return False
+        if not self.live_venue and stop_exit(pos.side, pos.sl_price, pos.tp_price, o, h, lo) is None:
+            return False  # bar never touched a level: nothing can have filled (saves venue calls in replays)
+        for cid, oid, reason in ((pos.sl_cid, pos.sl_order_id, "stop_loss"), (pos.tp_cid, pos.tp_order_id, "take_profit")):
+            if cid is None:
+                continue
+            try:
+                order = self.venue.fetch_order(symbol, order_id=oid, client_order_id=cid)
+            except VenueError as exc:
+                self._error(f"could not check {reason} order {cid}: {exc}")
+                return False
+            if order and order.get("status") == "closed" and order.get("filled"):
+                self._record_order_state(cid, order)
+                filled, avg, fee = _fill_of(order)
+                self._cancel_protection(pos, keep=cid)
+                self._book_close(pos, avg, fee, ts_ms, reason)
+                return True
+        return False
+
+    def close_position(self, symbol: str, reason: str, ts_ms: int | None = None) -> bool:
+        """Close `symbol`'s position at market (cancelling its stops); False if none or it failed."""
+        pos = self.ledger.positions.get(symbol)
+        if pos is None:
+            return False
+        ts_ms = int(ts_ms if ts_ms is not None else self.cursor.get(symbol, int(self._now() * 1000)))
+        self._cancel_protection(pos)
+        purpose = {"signal": "x", "stop": "xs", "emergency_stop": "xe", "manual": "xm", "risk": "xr"}.get(reason, "x")
+        cid = client_order_id(self.id, symbol, ts_ms, purpose)
+        if self.store.order(cid) is not None:
+            cid = client_order_id(self.id, symbol, int(self._now() * 1000) + len(self.store.orders(self.id)), purpose)
+        side = "sell" if pos.side == "long" else "buy"
+        order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True), "exit", pos.id)
+        if order is None or not order.get("filled"):
+            return False
+        _, avg, fee = _fill_of(order)
+        self._book_close(pos, avg, fee, ts_ms, reason)
+        return True
+
+    def _cancel_protection(self, pos: OpenPosition, keep: str | None = None) -> None:
+        for cid, oid in ((pos.sl_cid, pos.sl_order_id), (pos.tp_cid, pos.tp_order_id)):
+            if cid is None or cid == keep:
+                continue
+            row = self.store.order(cid)
+            if row is None or row["status"] in ("filled", "cancelled", "rejected"):
+                continue
+            try:
+                if oid:
+                    self.venue.cancel_order(oid, pos.symbol)
+                self.store.update_order(cid, status="cancelled")
+            except VenueError:
+                # Reduce-only orders die with the position at the venue; record what the venue says.
+                order = self.venue.fetch_order(pos.symbol, order_id=oid, client_order_id=cid)
+                if order:
+                    self._record_order_state(cid, order)
+
+    def _book_close(self, pos: OpenPosition, exit_price: float, exit_fee: float, ts_ms: int, reason: str) -> None:
+        closed, pnl = self.ledger.close(pos.symbol, exit_price, exit_fee)
+        trade = {
+            "deployment_id": self.id, "symbol": pos.symbol, "side": pos.side, "amount": pos.amount,
+            "entry_price": pos.entry_price, "entry_at": pos.entry_at, "exit_price": exit_price,
+            "exit_at": ts_ms / 1000.0, "fees": pos.entry_fee + exit_fee, "pnl": pnl,
+            "pnl_pct": pnl / (pos.entry_price * pos.amount), "exit_reason": reason,
+        }
+        self.store.close_position(pos.id, trade)
+        self.emit("trade", trade)
+
+    # -- venue calls ----------------------------------------------------------
+    def _send(self, req: OrderRequest, purpose: str, position_id: int | None = None) -> dict[str, Any] | None:
+        """Write-ahead the order, send it, record the venue's answer; None if it failed."""
+        self.store.insert_order({
+            "deployment_id": self.id, "client_order_id": req.client_order_id, "symbol": req.symbol, "side": req.side,
+            "type": req.type, "amount": req.amount, "price": req.price,
+            "trigger_price": req.trigger_price or req.stop_loss_price or req.take_profit_price,
+            "reduce_only": req.reduce_only, "purpose": purpose, "position_id": position_id,
+            "status": "pending", "created_at": self._now(),
+        })
+        try:
+            order = self.venue.create_order(req)
+        except LiveTradingRefused as exc:
+            self.store.update_order(req.client_order_id, status="rejected", error=str(exc))
+            self._risk_event("denied", str(exc), {"order": req.client_order_id}, req.symbol)
+            return None
+        except (VenueError, ConfigError) as exc:
+            self.store.update_order(req.client_order_id, status="rejected", error=str(exc))
+            self.store.audit("engine", "order_failed", self.id, {"order": req.client_order_id, "error": str(exc)})
+            kind = getattr(exc, "kind", "")
+            if kind in ("AuthenticationError", "PermissionDenied"):
+                self.set_status("error", f"venue refused: {exc}", by="engine")
+            self.emit("order", {"deployment_id": self.id, "client_order_id": req.client_order_id, "status": "rejected", "error": str(exc)})
+            return None
+        self._record_order_state(req.client_order_id, order)
+        if order.get("filled"):
+            self._record_fill(req, order)
+        self.emit("order", {"deployment_id": self.id, "client_order_id": req.client_order_id, "status": order.get("status"), "order": order})
+        return order
+
+    def _record_order_state(self, cid: str, order: dict[str, Any]) -> None:
+        status = _ORDER_STATUS.get(str(order.get("status")), "open")
+        filled = float(order.get("filled") or 0.0)
+        if status == "open" and filled > 0:
+            status = "partially_filled"
+        self.store.update_order(cid, status=status, venue_order_id=str(order.get("id")), filled=filled, avg_price=order.get("average"))
+
+    def _record_fill(self, req: OrderRequest, order: dict[str, Any]) -> None:
+        filled, avg, fee = _fill_of(order)
+        trades = order.get("trades") or []
+        if trades:
+            rows = [(str(tr.get("id")), float(tr["amount"]), float(tr["price"]), float((tr.get("fee") or {}).get("cost") or 0.0), (tr.get("fee") or {}).get("currency"), tr.get("timestamp")) for tr in trades]
+        else:
+            cur = (order.get("fee") or {}).get("currency")
+            rows = [(f"{order.get('id')}:{filled}", filled, avg, fee, cur, order.get("lastTradeTimestamp") or order.get("timestamp"))]
+        for tid, amt, px, f, cur, ts in rows:
+            self.store.insert_fill({
+                "deployment_id": self.id, "venue": self.venue.id, "venue_trade_id": tid, "venue_order_id": str(order.get("id")),
+                "client_order_id": req.client_order_id, "symbol": req.symbol, "side": req.side, "amount": amt, "price": px,
+                "fee": f, "fee_currency": cur, "at": (ts / 1000.0) if ts else self._now(),
+            })
+
+    # -- status -------------------------------------------------------------
+    def set_status(self, status: str, reason: str | None, by: str = "user") -> None:
+        old = self.status
+        self.status = status
+        self.store.set_status(self.id, status, reason, at=time.time())
+        self.store.audit(by, f"status:{status}", self.id, {"from": old, "reason": reason})
+        self.emit("status", {"deployment_id": self.id, "from": old, "to": status, "reason": reason})
+
+    def _risk_event(self, kind: str, reason: str, details: dict[str, Any], symbol: str | None) -> None:
+        self.store.add_risk_event(self.id, kind, reason, details, symbol=symbol, at=time.time())
+        self.emit("risk_event", {"deployment_id": self.id, "kind": kind, "reason": reason, "symbol": symbol, "details": details})
+
+    def _error(self, message: str) -> None:
+        self.store.audit("engine", "error", self.id, {"message": message})
+
+    def flush(self) -> None:
+        """Write batched equity rows, the bar cursor and the risk guard state."""
+        rows, self._equity_rows = self._equity_rows, []
+        with self.store.tx():
+            self.store.add_equity(rows)
+            self.store.update_deployment(self.id, cursor={k: int(v) for k, v in self.cursor.items()}, risk_state=self.guard.state())
+
+    def stop(self, reason: str = "stop", exit_reason: str = "stop") -> None:
+        """Close every position, cancel open orders, then mark the deployment stopped."""
+        self.cancel_open_orders()
+        for symbol in list(self.ledger.positions):
+            self.close_position(symbol, exit_reason)
+        self.flush()
+        self.set_status("stopped", reason)
+
+    def cancel_open_orders(self) -> None:
+        for row in self.store.orders(self.id, statuses=("pending", "open", "partially_filled")):
+            if row["purpose"] in ("stop_loss", "take_profit") and row["symbol"] in self.ledger.positions:
+                continue  # cancelled with their position
+            try:
+                if row["venue_order_id"]:
+                    self.venue.cancel_order(row["venue_order_id"], row["symbol"])
+                self.store.update_order(row["client_order_id"], status="cancelled")
+            except VenueError as exc:
+                self._error(f"cancel {row['client_order_id']} failed: {exc}")
+
+
+_HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))
+
+
+def _fill_of(order: dict[str, Any]) -> tuple[float, float, float]:
+    filled = float(order.get("filled") or 0.0)
+    avg = float(order.get("average") or order.get("price") or 0.0)
+    fee = order.get("fee") or {}
+    cost = fee.get("cost") if isinstance(fee, dict) else None
+    if cost is None:
+        cost = sum(float((f or {}).get("cost") or 0.0) for f in order.get("fees") or [])
+    fee_cost = float(cost or 0.0)
+    if not math.isfinite(fee_cost):
+        fee_cost = 0.0
+    return filled, avg, fee_cost
+
+
+def _accepts_paused() -> bool:
+    import inspect
+
+    return "paused" in inspect.signature(check_order).parameters
