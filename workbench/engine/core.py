@@ -62,7 +62,7 @@ class Engine:
         if not isinstance(spec, DeploymentSpec):
             spec = DeploymentSpec.from_dict(spec)
         strategy = get_strategy(spec.strategy)
-        params, freshness, optimized_at = self._resolve_params(spec, strategy)
+        params, freshness, optimized_at = resolve_params(spec)
         dep_id = uuid.uuid4().hex[:8]
         venue = self.venue_factory(dep_id, spec)  # may refuse (e.g. live without confirmation)
         now = time.time()
@@ -78,13 +78,6 @@ class Engine:
         rt = self._runtime(dep_id, spec, params, "active", venue)
         self._emit("status", {"deployment_id": dep_id, "from": None, "to": "active", "reason": "deployed"})
         return rt
-
-    def _resolve_params(self, spec: DeploymentSpec, strategy) -> tuple[dict[str, float], str, str | None]:
-        if spec.params is not None:
-            return strategy.validate_params(spec.params), "given", None
-        store = ParamStore(spec.params_dir)
-        rec = store.load_latest(strategy.name, spec.symbols[0], spec.timeframe)
-        return strategy.validate_params(rec.params), rec.freshness, rec.optimized_at.isoformat()
 
     def _runtime(self, dep_id: str, spec: DeploymentSpec, params: dict[str, float], status: str, venue: Venue | None = None) -> DeploymentRuntime:
         venue = venue or self.venue_factory(dep_id, spec)
@@ -195,7 +188,7 @@ class Engine:
         done = 0
         for cmd in self.store.pending_commands():
             dep_id, args, actor = cmd["deployment_id"], cmd["args"] or {}, cmd["actor"]
-            if dep_id and dep_id not in self.deployments and cmd["command"] != "emergency_stop":
+            if dep_id and dep_id not in self.deployments:
                 continue  # another engine runs it
             try:
                 result = self._command(cmd["command"], dep_id, args, actor)
@@ -206,6 +199,8 @@ class Engine:
         return done
 
     def _command(self, command: str, dep_id: str | None, args: Mapping[str, Any], actor: str) -> str:
+        if command == "deploy":
+            return self.deploy(DeploymentSpec.from_dict(args), actor=actor).id
         if command == "emergency_stop":
             return str(self.emergency_stop(args.get("reason", "emergency stop"), actor=actor))
         if command == "stop":
@@ -226,8 +221,8 @@ class Engine:
     def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float, venue_id: str | None = None) -> None:
         """Hand one closed bar to every deployment that trades `symbol`."""
         for rt in list(self.deployments.values()):
-            if symbol in rt.enabled and (venue_id is None or rt.venue.id == venue_id) and rt.status in ("active", "paused"):
-                rt.on_bar(symbol, ts_ms, o, h, lo, c, v)
+            if symbol in rt.enabled and (venue_id is None or rt.venue.id == venue_id):
+                rt.step(symbol, ts_ms, o, h, lo, c, v)
 
     def flush(self) -> None:
         for rt in self.deployments.values():
@@ -272,6 +267,19 @@ class Engine:
                 "since": datetime.fromtimestamp(row["started_at"] or row["created_at"], UTC).isoformat(timespec="seconds"),
             })
         return out
+
+
+def resolve_params(spec: DeploymentSpec) -> tuple[dict[str, float], str, str | None]:
+    """The deployment's parameters, their freshness and optimization date.
+
+    Given parameters are checked against the strategy; otherwise the newest
+    optimized set for the first symbol comes from the param store.
+    """
+    strategy = get_strategy(spec.strategy)
+    if spec.params is not None:
+        return strategy.validate_params(spec.params), "given", None
+    rec = ParamStore(spec.params_dir).load_latest(strategy.name, spec.symbols[0], spec.timeframe)
+    return strategy.validate_params(rec.params), rec.freshness, rec.optimized_at.isoformat()
 
 
 def default_venue_factory(store: Store) -> VenueFactory:

@@ -117,6 +117,16 @@ class DeploymentRuntime:
         return self.strategy.decide(df, self.params)
 
     # -- the bar ------------------------------------------------------------
+    def step(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
+        """A closed bar reaches a simulated venue first (its resting orders fill), then the deployment."""
+        if ts_ms <= self.cursor.get(symbol, -1):
+            return
+        feed = getattr(getattr(self.venue, "exchange", None), "feed_bar", None)
+        if feed is not None:
+            feed(symbol, ts_ms, o, h, lo, c, v)
+        if self.status in ("active", "paused"):
+            self.on_bar(symbol, ts_ms, o, h, lo, c, v)
+
     def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
         """Process one closed bar of `symbol` (bar open time `ts_ms`)."""
         if ts_ms <= self.cursor.get(symbol, -1):

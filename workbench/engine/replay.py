@@ -93,7 +93,6 @@ def replay(
 
 
 def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: ManualClock, step_ms: int, stop_after: int | None, progress: bool) -> bool:
-    exchange = getattr(rt.venue, "exchange", None)
     merged = []
     for sym, df in frames.items():
         ts = df.index.as_unit("ms").asi8
@@ -114,11 +113,8 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
             continue
         if stop_after is not None and done >= stop_after:
             return False
-        if exchange is not None:
-            exchange.feed_bar(sym, ts, o, h, lo, c, v)
         clock.set((ts + step_ms) / 1000.0)
-        if rt.status in ("active", "paused"):
-            rt.on_bar(sym, ts, o, h, lo, c, v)
+        rt.step(sym, ts, o, h, lo, c, v)
         done += 1
     return True
 

@@ -1,0 +1,1 @@
+"""Reports: figures and summaries for notebooks and scheduled runs."""
