@@ -1,0 +1,127 @@
+"""The store: a real SQLite file, migrations, atomic writes, clear errors."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from workbench.errors import StoreError
+from workbench.store import Store
+from workbench.store.migrations import LATEST
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "wb.sqlite")
+
+
+def dep(store, dep_id="d1"):
+    store.insert_deployment({
+        "id": dep_id, "name": "x", "strategy": "sma_cross", "params": {"fast": 10}, "symbols": ["BTC/USDT"],
+        "timeframe": "1h", "venue": "paper", "account": None, "mode": "paper", "risk": {}, "config": {},
+        "status": "active", "created_at": 1.0, "updated_at": 1.0, "cursor": {}, "risk_state": {},
+    })
+
+
+def test_file_is_sqlite_in_wal_mode_with_schema_version(tmp_path, store):
+    con = sqlite3.connect(tmp_path / "wb.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == LATEST
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"deployments", "orders", "fills", "positions", "trades", "equity", "risk_events", "audit", "commands"} <= tables
+
+
+def test_reopening_does_not_migrate_twice(tmp_path, store):
+    dep(store)
+    again = Store(tmp_path / "wb.sqlite")
+    assert again.deployment("d1")["strategy"] == "sma_cross"
+    con = sqlite3.connect(tmp_path / "wb.sqlite")
+    assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == LATEST
+
+
+def test_status_changes_are_recorded(store):
+    dep(store)
+    store.set_status("d1", "paused", "daily loss")
+    store.set_status("d1", "active", "resumed")
+    changes = store.frame("status_changes", deployment_id="d1")
+    assert list(changes["new"]) == ["paused", "active"] and list(changes["old"]) == ["active", "paused"]
+    with pytest.raises(StoreError):
+        store.set_status("d1", "flying")
+
+
+def test_order_status_history_and_duplicate_client_id(store):
+    store.insert_order({"deployment_id": "d1", "client_order_id": "c1", "symbol": "BTC/USDT", "side": "buy",
+                        "type": "market", "amount": 1.0, "purpose": "entry", "status": "pending", "reduce_only": False})
+    store.update_order("c1", status="open")
+    store.update_order("c1", status="filled", filled=1.0, avg_price=100.0)
+    row = store.order("c1")
+    assert [s for _, s in row["status_history"]] == ["pending", "open", "filled"]
+    with pytest.raises(StoreError, match="already recorded"):
+        store.insert_order({"deployment_id": "d1", "client_order_id": "c1", "symbol": "BTC/USDT", "side": "buy",
+                            "type": "market", "amount": 1.0, "purpose": "entry", "status": "pending", "reduce_only": False})
+
+
+def test_fill_dedup_by_venue_trade_id(store):
+    row = {"deployment_id": "d1", "venue": "paper", "venue_trade_id": "t1", "symbol": "BTC/USDT", "side": "buy",
+           "amount": 1.0, "price": 100.0, "fee": 0.1, "fee_currency": "USDT", "at": 1.0}
+    assert store.insert_fill(row) is True
+    assert store.insert_fill(row) is False
+    assert len(store.fills("d1")) == 1
+
+
+def test_close_position_is_atomic(store):
+    pid = store.open_position({"deployment_id": "d1", "symbol": "BTC/USDT", "side": "long", "amount": 1.0,
+                               "entry_price": 100.0, "entry_at": 1.0, "entry_fee": 0.1})
+    trade = {"deployment_id": "d1", "symbol": "BTC/USDT", "side": "long", "amount": 1.0, "entry_price": 100.0,
+             "entry_at": 1.0, "exit_price": 110.0, "exit_at": 2.0, "fees": 0.2, "pnl": 9.8, "pnl_pct": 0.098,
+             "exit_reason": "bogus"}
+    with pytest.raises(StoreError):
+        store.close_position(pid, trade)
+    assert store.positions("d1")[0]["status"] == "open" and store.trades("d1").empty
+    store.close_position(pid, trade | {"exit_reason": "take_profit"})
+    assert store.positions("d1") == [] and store.trades("d1")["pnl"].tolist() == [9.8]
+    with pytest.raises(Exception):
+        store.close_position(pid, trade | {"exit_reason": "signal"})  # one trade per position
+    assert len(store.trades("d1")) == 1
+
+
+def test_commands_queue(store):
+    cid = store.submit_command("pause", "d1", {"reason": "lunch"}, actor="cli")
+    assert [c["id"] for c in store.pending_commands()] == [cid]
+    store.finish_command(cid, "done", "ok")
+    assert store.pending_commands() == [] and store.command(cid)["status"] == "done"
+    assert store.frame("audit")["action"].tolist() == ["command:pause"]
+    with pytest.raises(StoreError, match="Unknown command"):
+        store.submit_command("launch_rockets")
+
+
+def test_corrupt_store_gives_clear_error(tmp_path):
+    path = tmp_path / "bad.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="corrupt"):
+        Store(path)
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+def test_locked_store_gives_clear_error(tmp_path):
+    import sqlalchemy
+
+    path = tmp_path / "wb.sqlite"
+    store = Store(path)
+    store.engine = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            store.audit("me", "x")
+    finally:
+        con.execute("ROLLBACK")
+    store.audit("me", "x")
+    assert len(store.frame("audit")) == 1
+
+
+def test_venue_state_round_trip(store):
+    store.save_venue_state("paper:d1", {"balances": {"USDT": 1.5}, "x": float("nan")})
+    store.save_venue_state("paper:d1", {"balances": {"USDT": 2.5}})
+    assert store.load_venue_state("paper:d1") == {"balances": {"USDT": 2.5}}
+    assert store.load_venue_state("nope") is None

@@ -1,0 +1,92 @@
+"""The strategy contract: the vectorized and bar-by-bar forms agree on every bar."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.data import sample_ohlcv
+from workbench.errors import ConfigError
+from workbench.strategies import BUILTINS, Param, Signals, get_strategy, strategy
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+@pytest.mark.parametrize("symbol", ["BTC/USDT", "SOL/USDT"])
+def test_decide_equals_signals_on_every_bar(name, symbol):
+    strat = BUILTINS[name]
+    df = sample_ohlcv(symbol, "1h", strat.warmup() + 700)
+    sig = strat.signals(df)
+    cols = [sig.entries, sig.exits, sig.short_entries, sig.short_exits]
+    assert sum(int(c.sum()) for c in cols) > 10, "the sample should produce signals worth testing"
+    for i in range(strat.warmup(), len(df)):
+        d = strat.decide(df.iloc[: i + 1])
+        got = (d.enter_long, d.exit_long, d.enter_short, d.exit_short)
+        want = tuple(bool(c.iat[i]) for c in cols)
+        assert got == want, f"{name} differs on bar {i} ({df.index[i]}): decide={got} signals={want}"
+        assert d.confidence == pytest.approx(float(sig.confidence.iat[i]), abs=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_signals_are_causal(name):
+    """Appending future bars never changes a past signal."""
+    strat = BUILTINS[name]
+    df = sample_ohlcv("ETH/USDT", "4h", 1500)
+    short, full = strat.signals(df.iloc[:1000]), strat.signals(df)
+    for a, b in zip((short.entries, short.exits, short.short_entries, short.short_exits),
+                    (full.entries, full.exits, full.short_entries, full.short_exits), strict=True):
+        assert a.equals(b.iloc[:1000])
+
+
+def test_confidence_in_unit_interval():
+    for strat in BUILTINS.values():
+        conf = strat.signals(sample_ohlcv("BTC/USDT", "1h", 2000)).confidence
+        assert conf.between(0, 1).all()
+
+
+def test_unknown_parameter_suggests_the_right_one():
+    with pytest.raises(ConfigError, match="Did you mean 'fast'"):
+        BUILTINS["sma_cross"].validate_params({"fsat": 10})
+
+
+@pytest.mark.parametrize("bad", [{"fast": "ten"}, {"fast": float("nan")}, {"fast": 10.5}, {"fast": 40, "slow": 20}])
+def test_bad_parameter_values_rejected(bad):
+    with pytest.raises(ConfigError):
+        BUILTINS["sma_cross"].validate_params(bad)
+
+
+def test_grid_respects_constraint_and_ranges():
+    grid = BUILTINS["sma_cross"].grid({"fast": [5, 10, 50], "slow": [20, 40]})
+    assert {(g["fast"], g["slow"]) for g in grid} == {(5, 20), (5, 40), (10, 20), (10, 40)}
+    full = BUILTINS["sma_cross"].grid()
+    assert len(full) == 90 and all(g["fast"] < g["slow"] for g in full)
+
+
+def test_user_strategy_in_a_few_lines():
+    @strategy(n=Param(20, 10, 40, 10), warmup=lambda p: p["n"] + 1)
+    def breakout(df, n):
+        hi = df.high.rolling(n).max().shift()
+        lo = df.low.rolling(n).min().shift()
+        return Signals(entries=df.close > hi, exits=df.close < lo)
+
+    df = sample_ohlcv("BTC/USDT", "1h", 400)
+    sig = breakout.signals(df, {"n": 20})
+    assert sig.entries.dtype == bool and sig.entries.any()
+    d = breakout.decide(df, {"n": 20})
+    assert d.enter_long == bool(sig.entries.iat[-1])
+    assert get_strategy(breakout) is breakout
+
+
+def test_get_strategy_errors():
+    with pytest.raises(ConfigError, match="Did you mean 'sma_cross'"):
+        get_strategy("sma_cros")
+    with pytest.raises(ConfigError, match="Cannot load"):
+        get_strategy("no_such_module_xyz:thing")
+
+
+def test_param_grid_and_coerce():
+    p = Param(0.5, 0.1, 0.3 + 0.2, 0.1)
+    assert p.grid() == [0.1, 0.2, 0.3, 0.4, 0.5]
+    with pytest.raises(ConfigError):
+        Param(5, 10, 20)
+    assert np.isclose(Param(1.0, 0.5, 2.0, 0.5).coerce("x", 1), 1.0)
+    assert isinstance(pd.Series([1]), pd.Series)
