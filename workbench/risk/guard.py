@@ -1,0 +1,234 @@
+"""The pause state machine of one deployment: daily loss and drawdown limits, cooldown, resume.
+
+What a trader can rely on:
+
+* **Daily loss.** The day is the UTC calendar day of ``now``. Its starting
+  equity is the equity at the first update of the day. When equity falls
+  ``daily_loss_limit`` (a fraction of that start) below it, the deployment
+  pauses: no new exposure, open positions keep their stops and exits. The
+  pause lasts until the next UTC day (a recovery within the day does not
+  lift it: a daily stop means done for the day) or a manual resume.
+* **Drawdown.** When equity falls ``drawdown_limit`` below its peak, the
+  deployment pauses until a manual resume, or until open positions recover
+  the drawdown to at most half the limit (``RECOVERY``), so that equity
+  hovering at the limit does not flap between paused and active.
+* **Cooldown.** ``cooldown_seconds`` is the least time between a pause and an
+  automatic resume, however quickly the breach clears. A manual resume is
+  not delayed by it.
+* **Manual resume** (:meth:`RiskGuard.resume`) lifts every pause at once and
+  re-arms each breached limit from the current equity: the day's loss is then
+  measured from the equity at the resume, the drawdown from it as a new peak.
+  So a resumed deployment may lose another full limit before pausing again,
+  never less. The reported ``day_start_equity`` and ``peak_equity`` stay true.
+* Equity that is not a finite number is ignored (no pause, no resume): the
+  order checks already refuse new exposure when the books cannot be measured.
+
+The guard reads no clock: ``now`` (epoch seconds or a datetime) is passed in.
+Its :meth:`state` is plain JSON, so the engine persists it across restarts.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import ConfigError
+from .limits import RiskLimits
+from .model import PortfolioView, RiskEvent, as_seconds, finite_number, positive_number
+
+RECOVERY = 0.5  # a drawdown pause lifts by itself once the drawdown is back to this share of the limit
+TOL = 1e-9
+STATE_VERSION = 1
+_RULES = ("daily_loss", "drawdown")
+
+
+class RiskGuard:
+    """Pauses one deployment when a loss limit is breached and resumes it when allowed (see module doc)."""
+
+    def __init__(self, limits: RiskLimits) -> None:
+        self.limits = limits
+        self.day: str | None = None
+        self.day_start_equity: float | None = None
+        self.peak_equity: float | None = None
+        self.loss_reference: float | None = None
+        self.drawdown_peak: float | None = None
+        self.breaches: dict[str, dict[str, Any]] = {}
+        self.paused_at: float | None = None
+        self.rearm: list[str] = []
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.breaches)
+
+    # -- the state machine ----------------------------------------------------
+    def update(self, view: PortfolioView, now: float | datetime) -> list[RiskEvent]:
+        """Take in the books at `now`; return the 'paused' and 'resumed' events this causes."""
+        t = as_seconds(now)
+        eq = view.equity
+        if not finite_number(eq):
+            return []
+        day = _utc_day(t)
+        if self.day is None:
+            start = view.day_start_equity if positive_number(view.day_start_equity) else eq
+            self.day_start_equity = self.loss_reference = start
+            peak = view.peak_equity if finite_number(view.peak_equity) else eq
+            self.peak_equity = self.drawdown_peak = max(peak, eq)
+        elif day != self.day:
+            self.day_start_equity = self.loss_reference = eq
+        self.day = day
+        for rule in self.rearm:
+            if rule == "daily_loss":
+                self.loss_reference = eq
+            else:
+                self.drawdown_peak = eq
+        self.rearm = []
+        self.peak_equity = max(self.peak_equity or eq, eq)
+        self.drawdown_peak = max(self.drawdown_peak or eq, eq)
+
+        measures = self.measures(eq)
+        events: list[RiskEvent] = []
+        for rule in _RULES:
+            limit = self._limit(rule)
+            value = measures[rule]
+            if limit is None or rule in self.breaches or value < limit * (1 - TOL):
+                continue
+            reason = self._breach_reason(rule, value, limit, eq)
+            self.breaches[rule] = {"reason": reason, "value": value, "limit": limit, "day": day, "at": t}
+            self.paused_at = t
+            events.append(RiskEvent("paused", reason, {"rule": rule, "value": value, "limit": limit, "equity": eq,
+                                                       "reference": self._reference(rule),
+                                                       "resume": self._resume_rule(rule)}, t))
+        if events or not self.breaches or t < self._retry_at():
+            return events
+        cleared = [r for r in self.breaches if self._cleared(r, measures[r], day)]
+        for rule in cleared:
+            del self.breaches[rule]
+        if cleared and not self.breaches:
+            self.paused_at = None
+            reason = "Risk pause lifted: " + "; ".join(self._clear_reason(r, measures[r]) for r in cleared) + "."
+            events.append(RiskEvent("resumed", reason, {"rules": cleared, "equity": eq, "manual": False,
+                                                        **{r: measures[r] for r in cleared}}, t))
+        return events
+
+    def can_open(self, now: float | datetime) -> tuple[bool, str]:
+        """Whether new exposure may be taken at `now`, and if not, why and until when."""
+        if not self.breaches:
+            return True, ""
+        t = as_seconds(now)
+        parts = [b["reason"] for b in self.breaches.values()]
+        wait = self._retry_at() - t
+        hint = " and ".join(self._resume_rule(r) for r in self.breaches)
+        cooldown = f", not before the {self.limits.cooldown_seconds:g} s cooldown ends in {wait:.0f} s" if wait > 0 else ""
+        return False, f"Paused by risk: {' '.join(parts)} Trading resumes {hint}{cooldown}, or on a manual resume."
+
+    def resume(self, now: float | datetime, view: PortfolioView | None = None, by: str = "user") -> RiskEvent:
+        """Manual resume: lift every pause now and re-arm each breached limit from the current equity.
+
+        With `view`, the limits are re-armed from its equity at once; without
+        it, from the equity at the next :meth:`update`.
+        """
+        t = as_seconds(now)
+        rules = list(self.breaches)
+        self.breaches.clear()
+        self.paused_at = None
+        if view is not None and finite_number(view.equity):
+            for rule in rules:
+                if rule == "daily_loss":
+                    self.loss_reference = view.equity
+                else:
+                    self.drawdown_peak = view.equity
+        else:
+            self.rearm = sorted(set(self.rearm) | set(rules))
+        if not rules:
+            return RiskEvent("resumed", f"Manual resume by {by}: no risk pause was active.", {"rules": [], "manual": True, "by": by}, t)
+        names = " and ".join(r.replace("_", " ") + " limit" for r in rules)
+        return RiskEvent("resumed", f"Manual resume by {by}: the {names} re-armed from the current equity.",
+                         {"rules": rules, "manual": True, "by": by}, t)
+
+    reset = resume  # the name the engine's resume command calls
+
+    def measures(self, equity: float) -> dict[str, float]:
+        """Today's loss (fraction of the day's start) and drawdown (fraction of the peak) at `equity`."""
+        day_loss = 0.0
+        if positive_number(self.day_start_equity) and self.loss_reference is not None:
+            day_loss = max(0.0, (self.loss_reference - equity) / self.day_start_equity)
+        drawdown = 0.0
+        if positive_number(self.drawdown_peak):
+            drawdown = max(0.0, (self.drawdown_peak - equity) / self.drawdown_peak)
+        return {"daily_loss": day_loss, "drawdown": drawdown}
+
+    # -- persistence ----------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart, as plain JSON values."""
+        return {
+            "version": STATE_VERSION, "day": self.day, "day_start_equity": self.day_start_equity,
+            "peak_equity": self.peak_equity, "loss_reference": self.loss_reference, "drawdown_peak": self.drawdown_peak,
+            "breaches": {k: dict(v) for k, v in self.breaches.items()}, "paused_at": self.paused_at, "rearm": list(self.rearm),
+        }
+
+    @classmethod
+    def from_state(cls, limits: RiskLimits, state: Mapping[str, Any] | None) -> RiskGuard:
+        """A guard continuing from :meth:`state`; an empty state is a fresh guard."""
+        guard = cls(limits)
+        if not state:
+            return guard
+        try:
+            if state.get("version", STATE_VERSION) != STATE_VERSION:
+                raise ValueError(f"version {state.get('version')!r}, expected {STATE_VERSION}")
+            guard.day = None if state.get("day") is None else str(state["day"])
+            for name in ("day_start_equity", "peak_equity", "loss_reference", "drawdown_peak", "paused_at"):
+                v = state.get(name)
+                setattr(guard, name, None if v is None else float(v))
+            breaches = dict(state.get("breaches") or {})
+            unknown = set(breaches) - set(_RULES)
+            if unknown:
+                raise ValueError(f"unknown rules {sorted(unknown)}")
+            guard.breaches = {k: dict(v) for k, v in breaches.items()}
+            guard.rearm = [r for r in state.get("rearm") or [] if r in _RULES]
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"Stored risk state is unreadable ({exc}); clear the deployment's risk_state to start the guard afresh.") from exc
+        return guard
+
+    # -- wording and rules ------------------------------------------------------
+    def _limit(self, rule: str) -> float | None:
+        return self.limits.daily_loss_limit if rule == "daily_loss" else self.limits.drawdown_limit
+
+    def _reference(self, rule: str) -> float | None:
+        return self.loss_reference if rule == "daily_loss" else self.drawdown_peak
+
+    def _retry_at(self) -> float:
+        return (self.paused_at or 0.0) + (self.limits.cooldown_seconds or 0.0)
+
+    def _cleared(self, rule: str, value: float, day: str) -> bool:
+        limit = self._limit(rule)
+        if limit is None:
+            return True  # the rule was switched off
+        if rule == "daily_loss":
+            return day != self.breaches[rule].get("day")
+        return value <= limit * RECOVERY * (1 + TOL)
+
+    def _breach_reason(self, rule: str, value: float, limit: float, equity: float) -> str:
+        if rule == "daily_loss":
+            since = (f"the day's start ({self.day} UTC)" if self.loss_reference == self.day_start_equity
+                     else "the last manual resume")
+            return (f"Daily loss {value:.2%} reached the daily_loss_limit {limit:.2%} "
+                    f"(equity {equity:,.2f} against {self.loss_reference:,.2f} at {since}).")
+        return (f"Drawdown {value:.2%} reached the drawdown_limit {limit:.2%} "
+                f"(equity {equity:,.2f} against a peak of {self.drawdown_peak:,.2f}).")
+
+    def _resume_rule(self, rule: str) -> str:
+        if rule == "daily_loss":
+            return "at the next UTC day"
+        limit = self._limit(rule) or 0.0
+        return f"when the drawdown recovers to {limit * RECOVERY:.2%}"
+
+    def _clear_reason(self, rule: str, value: float) -> str:
+        if self._limit(rule) is None:
+            return f"the {rule.replace('_', ' ')} limit was switched off"
+        if rule == "daily_loss":
+            return f"a new UTC day ({self.day}) started"
+        return f"the drawdown recovered to {value:.2%}"
+
+
+def _utc_day(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
