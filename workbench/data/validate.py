@@ -49,12 +49,31 @@ def validate_ohlcv(
             f"OHLCV data lacks column(s) {missing}; it needs {list(COLUMNS)} "
             f"(got {list(df.columns)}). Rename your columns to these lower-case names."
         )
-    out = df.loc[:, list(COLUMNS)].astype("float64")
+    try:
+        out = df.loc[:, list(COLUMNS)].astype("float64")
+    except (ValueError, TypeError):
+        for col in COLUMNS:
+            raw = df[col]
+            bad = np.flatnonzero(pd.to_numeric(raw, errors="coerce").isna().to_numpy() & raw.notna().to_numpy())
+            if len(bad):
+                raise DataError(
+                    f"Non-numeric {col} {raw.iloc[int(bad[0])]!r} at {_row(df, int(bad[0]))}. Correct the source, "
+                    "or convert with pd.to_numeric(errors='coerce') and pass repair=['drop_invalid']."
+                ) from None
+        raise
     if not isinstance(out.index, pd.DatetimeIndex):
         raise DataError("OHLCV data needs a DatetimeIndex of bar open times; set it with df.set_index('timestamp').")
     out.index = out.index.tz_localize("UTC") if out.index.tz is None else out.index.tz_convert("UTC")
     out.index = out.index.as_unit("ns")
     out.index.name = "timestamp"
+    nat = np.flatnonzero(out.index.isna())
+    if len(nat):
+        if "drop_invalid" not in repairs:
+            raise DataError(
+                f"Missing timestamp (NaT) at row {int(nat[0])} ({len(nat)} such rows). "
+                "Fix the time column or pass repair=['drop_invalid'] to drop those rows."
+            )
+        out = out[~out.index.isna()]
 
     ts = out.index.asi8
     if len(ts) > 1:
@@ -77,7 +96,7 @@ def validate_ohlcv(
 
     values = out.to_numpy()
     o, h, lo, c, v = values.T
-    nan_rows = np.flatnonzero(np.isnan(values).any(axis=1))
+    nan_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     impossible = np.flatnonzero(
         (h < lo) | (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0) | (v < 0)
         | (h < np.maximum(o, c) * (1 - 1e-12)) | (lo > np.minimum(o, c) * (1 + 1e-12))
@@ -86,9 +105,9 @@ def validate_ohlcv(
         if "drop_invalid" not in repairs:
             if len(nan_rows):
                 pos = int(nan_rows[0])
-                cols = [col for col, x in zip(COLUMNS, values[pos], strict=True) if np.isnan(x)]
+                cols = [col for col, x in zip(COLUMNS, values[pos], strict=True) if not np.isfinite(x)]
                 raise DataError(
-                    f"NaN in {cols} at {_row(out, pos)} ({len(nan_rows)} such rows). "
+                    f"NaN or infinite value in {cols} at {_row(out, pos)} ({len(nan_rows)} such rows). "
                     "Fill or remove them, or pass repair=['drop_invalid']."
                 )
             pos = int(impossible[0])
