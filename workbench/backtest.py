@@ -5,6 +5,12 @@ slippage, stops relative to the fill price and active from the next bar, stop
 loss before take profit, taker fees. Sizing follows :mod:`workbench.risk`:
 a fraction of available cash (``size_pct``, 1.0 = all in, as vectorbt's
 default) or a fixed quote amount times leverage (``size_quote``).
+
+``amount_step`` (vectorbt's ``size_granularity``) is off by default: vectorbt
+floors exits too, and float residue of a non-dyadic step (0.1185 // 1e-5 ==
+11849) can strand a sliver of position that blocks later entries. Venue
+rounding is a paper/live concern; the parity tests run the paper venue with
+fine steps so that only the trading rules are compared.
 """
 from __future__ import annotations
 

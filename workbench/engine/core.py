@@ -150,7 +150,8 @@ class Engine:
     def resume(self, dep_id: str, reason: str = "resumed by user", actor: str = "user") -> None:
         rt = self.get(dep_id)
         if rt.status in ("paused", "error"):
-            rt.guard.reset(self.clock.now()) if hasattr(rt.guard, "reset") else None
+            event = rt.guard.resume(self.clock.now(), rt.view(), by=actor)
+            self.store.add_risk_event(rt.id, event.kind, event.reason, event.details)
             rt.set_status("active", reason, by=actor)
 
     def set_symbol(self, dep_id: str, symbol: str, enabled: bool, actor: str = "user") -> None:

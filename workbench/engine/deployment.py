@@ -179,9 +179,7 @@ class DeploymentRuntime:
         amount = size_entry(self.limits, view.equity, price, rules, self.spec.costs)
         intent = OrderIntent(symbol=symbol, side="buy" if side == "long" else "sell", amount=amount, price=price, reduce_only=False, confidence=confidence)
         ok, why = self.guard.can_open(self._now())
-        verdict = check_order(intent, view, self.limits, rules, self._now(), paused=not ok) if _accepts_paused() else check_order(intent, view, self.limits, rules, self._now())
-        if not ok and verdict.allowed:
-            verdict = type(verdict)(False, 0.0, (why,), verdict.level)
+        verdict = check_order(intent, view, self.limits, rules, self._now(), paused=False if ok else why)
         if not verdict.allowed:
             self._risk_event("denied", "; ".join(verdict.reasons), {"intent": intent.__dict__, "level": verdict.level}, symbol)
             return
@@ -398,8 +396,3 @@ def _fill_of(order: dict[str, Any]) -> tuple[float, float, float]:
         fee_cost = 0.0
     return filled, avg, fee_cost
 
-
-def _accepts_paused() -> bool:
-    import inspect
-
-    return "paused" in inspect.signature(check_order).parameters

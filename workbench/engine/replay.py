@@ -57,13 +57,15 @@ def replay(
     stop_after: int | None = None,
     progress: bool = False,
     engine: Engine | None = None,
+    markets: list[Any] | None = None,
 ) -> ReplayResult:
     """Run `spec` over historical bars on the paper venue and return the result.
 
     `data` maps symbols to OHLCV frames (default: the embedded sample for
     [start, end) or `bars`). `resume` continues an earlier replay's
     deployment from the store. `stop_after` stops after that many bars
-    (without closing positions), for restart tests.
+    (without closing positions), for restart tests. `markets` gives the paper
+    venue's market specs (precision, minimums) for symbols it should not infer.
     """
     if not isinstance(spec, DeploymentSpec):
         spec = DeploymentSpec.from_dict(spec)
@@ -75,7 +77,11 @@ def replay(
     store = store if isinstance(store, Store) else Store(store)
     first = min(int(df.index[0].value // 1_000_000) for df in frames.values())
     clock = ManualClock(first / 1000.0)
-    engine = engine or Engine(store, clock=clock)
+    if engine is None:
+        from ..venues.paper_venue import paper_venue
+
+        refs = {s: float(df["close"].iloc[0]) for s, df in frames.items()}
+        engine = Engine(store, clock=clock, venue_factory=lambda dep_id, sp: paper_venue(dep_id, sp, store, refs, markets))
     engine.clock = clock
     if resume:
         engine.recover()
