@@ -2,7 +2,7 @@
 
 Use from any test file (tests/ is on sys.path through its conftest):
 
-    from emulator_fixture import bybit, emulator  # noqa: F401  (pytest fixtures)
+    pytest_plugins = ("emulator_fixture",)  # fixtures: emulator, bybit, emulator_factory
 
     def test_something(emulator, bybit):
         bybit.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
@@ -35,6 +35,21 @@ def emulator():
     try:
         yield emu
     finally:
+        emu.stop()
+
+
+@pytest.fixture
+def emulator_factory():
+    """``emulator_factory(**overrides)`` -> an Emulator with the fixture's defaults; started ones stop after the test."""
+    made: list[Emulator] = []
+
+    def factory(**kwargs) -> Emulator:
+        emu = make_emulator(**kwargs)
+        made.append(emu)
+        return emu
+
+    yield factory
+    for emu in made:
         emu.stop()
 
 

@@ -11,7 +11,6 @@ import urllib.request
 
 import ccxt
 import pytest
-from emulator_fixture import CLIENT_TIMEOUT_MS, bybit, emulator, make_emulator  # noqa: F401
 
 from workbench import fills
 from workbench.emulator import Emulator, auth
@@ -19,6 +18,9 @@ from workbench.emulator.codes import BybitError
 from workbench.emulator.faults import Faults
 from workbench.errors import ConfigError
 
+pytest_plugins = ("emulator_fixture",)  # the emulator and bybit fixtures
+
+CLIENT_TIMEOUT_MS = 1500
 PERP = "BTC/USDT:USDT"
 SPOT = "BTC/USDT"
 
@@ -368,8 +370,8 @@ def test_faults_schedule_unit():
 
 
 # -- matching and accounting without HTTP --------------------------------------------------
-def test_exchange_matching_and_fees_unit():
-    emu = make_emulator(symbols=["ETH/USDT"], balances={"USDT": 10_000.0})
+def test_exchange_matching_and_fees_unit(emulator_factory):
+    emu = emulator_factory(symbols=["ETH/USDT"], balances={"USDT": 10_000.0})
     ex = emu.exchange
     price = emu.price("ETH/USDT:USDT")
     upcoming = next_bar(emu, "ETH/USDT")
@@ -387,8 +389,8 @@ def test_exchange_matching_and_fees_unit():
     assert ex.coins["USDT"] == pytest.approx(10_000 - taker.fee - maker.fee)
 
 
-def test_liquidation_closes_a_leveraged_position_unit():
-    emu = make_emulator(symbols=["BTC/USDT"])
+def test_liquidation_closes_a_leveraged_position_unit(emulator_factory):
+    emu = emulator_factory(symbols=["BTC/USDT"])
     ex = emu.exchange
     ex.set_leverage("linear", "BTCUSDT", "100", "100")
     ex.manual_order("BTC/USDT:USDT", "buy", 0.1)
@@ -402,12 +404,12 @@ def test_liquidation_closes_a_leveraged_position_unit():
     assert len(bust) == 1 and bust[0].price == pytest.approx(liq, abs=0.1)
 
 
-def test_emulator_refuses_bad_setup():
+def test_emulator_refuses_bad_setup(emulator_factory):
     with pytest.raises(ConfigError, match="clock"):
         Emulator(clock="later")
     with pytest.raises(ConfigError, match="sample symbol"):
         Emulator(symbols=["DOGE/USDT"])
-    emu = make_emulator(symbols=["BTC/USDT"])
+    emu = emulator_factory(symbols=["BTC/USDT"])
     with pytest.raises(ConfigError, match="backwards"):
         emu.set_time("2024-01-15")
     with pytest.raises(ConfigError, match="no open"):

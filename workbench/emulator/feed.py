@@ -96,6 +96,10 @@ class PriceFeed:
     def symbols(self) -> list[str]:
         return list(self._ts)
 
+    def first_ms(self) -> int:
+        """Open time of the earliest bar held (a listing date for instruments)."""
+        return min(int(ts[0]) for ts in self._ts.values())
+
     def now_ms(self) -> int:
         """The market clock in epoch ms (the wall clock in real-time mode)."""
         if self.realtime:

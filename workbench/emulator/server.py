@@ -273,7 +273,7 @@ class Emulator:
             raise params_error("category invalid")
         items = []
         if p.get("status", "Trading") == "Trading":
-            launch = int(self.feed._ts[self.feed.symbols[0]][0])
+            launch = self.feed.first_ms()
             items = [shapes.instrument(i, launch) for i in self.exchange.instruments.values()
                      if i.category == cat and (not p.get("symbol") or i.id == p["symbol"])]
         return {"category": cat, "list": items, "nextPageCursor": ""}
