@@ -78,6 +78,10 @@ def _decide(
 ) -> tuple[bool, float, list[str]]:
     pos = view.open_positions().get(intent.symbol)
     if intent.reduce_only:
+        if pos is None or pos.side == intent.direction:
+            held = f"the {pos.side} position" if pos is not None else "no position"
+            return True, intent.amount, [f"Reduce-only {intent.side} on {intent.symbol} with {held}: "
+                                         "allowed, but the venue will not fill it (it cannot reduce anything)."]
         return True, intent.amount, ["Reduce-only order: exits are always allowed."]
     if pos is None or pos.side == intent.direction:
         amount, denials = _new_exposure(intent, intent.amount, view, limits, market, paused)
@@ -155,15 +159,17 @@ def _to_step(market: MarketRules, amount: float) -> float:
 
 def _bad_inputs(intent: OrderIntent, amount: float, view: PortfolioView) -> list[str]:
     out = []
-    for name, v in (("amount", amount), ("price", intent.price), ("equity", view.equity)):
+    if not (finite_number(amount) and amount >= 0):  # 0 is a sized entry below the venue's minimums
+        out.append(f"Order amount is {amount!r}; it must be a finite positive number, so no new exposure is taken.")
+    for name, v in (("price", intent.price), ("equity", view.equity)):
         if not positive_number(v):
-            out.append(f"Order {name} is {v!r}; it must be a finite positive number, so no new exposure is taken.")
+            out.append(f"{name.capitalize()} is {v!r}; it must be a finite positive number, so no new exposure is taken.")
     if not finite_number(intent.confidence):
         out.append(f"Signal confidence is {intent.confidence!r}; it must be a finite number.")
     for s, p in view.open_positions().items():
         if not (finite_number(p.amount) and positive_number(p.mark_price) and positive_number(p.contract_size)):
-            out.append(f"The {s} position has amount {p.amount!r} at mark {p.mark_price!r}: exposure cannot be measured, "
-                       "so no new exposure is taken.")
+            out.append(f"The {s} position has amount {p.amount!r} at mark {p.mark_price!r}, not finite positive numbers: "
+                       "exposure cannot be measured, so no new exposure is taken.")
     return out
 
 
@@ -182,8 +188,10 @@ def _measure(
     before = _signed(pos)
     delta = (1 if intent.side == "buy" else -1) * amount * price * unit
     after = before + delta
-    if intent.reduce_only and (after * before < 0 or before == 0):
-        after = 0.0
+    if intent.reduce_only and after * before <= 0:
+        after = 0.0  # a reduce-only order never opens or reverses a position
+    if intent.reduce_only and abs(after) > abs(before):
+        after = before  # nor adds to one
     sym_after = abs(after)
     gross = sum(p.notional for s, p in positions.items() if s != intent.symbol) + sym_after
     opened = len(positions) - (pos is not None) + (sym_after > 0)
