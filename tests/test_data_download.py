@@ -63,7 +63,7 @@ class FakeHttp:
         self.step = int((self.bars.index[1] - self.bars.index[0]).total_seconds() * 1000)
         self.now = now if now is not None else int(self.bars.index[-1].value // 1_000_000) + self.step // 2
         self.requests: list[dict] = []
-        self.script: dict[int, object] = {}  # request number (1-based) -> exception or (status, json)
+        self.script: dict[int, object] = {}  # request number (1-based) -> exception, (status, json) or hook
         self.sleeps: list[float] = []
 
     def sleep(self, seconds: float) -> None:
@@ -86,6 +86,8 @@ class FakeHttp:
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.requests.append({"path": parts.path, **query})
         scripted = self.script.get(len(self.requests))
+        if callable(scripted) and not isinstance(scripted, BaseException):
+            scripted = scripted()  # a hook: look around, then answer normally
         if isinstance(scripted, BaseException):
             raise scripted
         if scripted is not None:
@@ -345,6 +347,30 @@ def test_interrupted_download_keeps_saved_pages_and_resumes(tmp_path):
     assert int(fake.klines()[0]["startTime"]) == T0 + 300 * H
     assert len(fake.klines()) == 7
     pd.testing.assert_frame_equal(out, fake.bars.iloc[:1000], check_freq=False)
+
+
+def test_ctrl_c_mid_download_keeps_the_pages_received(tmp_path):
+    fake = FakeHttp("binance")
+    cache = OhlcvCache(tmp_path)
+    fake.script[3] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        fake.update(cache, since=fake.bars.index[0], until=fake.bars.index[500], page_limit=100)
+    pd.testing.assert_frame_equal(cache.read("binance", "BTC/USDT", "1h"), fake.bars.iloc[:200], check_freq=False)
+
+
+def test_checkpoint_zero_saves_every_page_as_it_arrives(tmp_path):
+    fake = FakeHttp("binance")
+    cache = OhlcvCache(tmp_path)
+    on_disk = []
+    for i in range(2, 5):
+        fake.script[i] = lambda: on_disk.append(len(cache.read("binance", "BTC/USDT", "1h")))
+    fake.update(cache, since=fake.bars.index[0], until=fake.bars.index[400], page_limit=100, checkpoint_seconds=0)
+    assert on_disk == [100, 200, 300]
+    on_disk.clear()
+    fake.requests.clear()
+    fake.update(cache, until=fake.bars.index[800], page_limit=100, checkpoint_seconds=3600)
+    assert on_disk == [400, 400, 400]  # a long interval: written once, at the end
+    assert len(cache.read("binance", "BTC/USDT", "1h")) == 800
 
 
 def test_writes_are_atomic(tmp_path, monkeypatch):

@@ -2,14 +2,16 @@
 
 ``<root>/<exchange>/<SAFE_SYMBOL>/<timeframe>.parquet``. Writes are atomic
 (temp file + rename), so a reader never sees half a file. ``update`` downloads
-only the bars the file lacks and saves after every page, so an interrupted
-download keeps what it got and the next update resumes there.
+only the bars the file lacks and checkpoints as pages arrive (and always when
+it stops, error or not), so an interrupted download keeps what it got and the
+next update resumes there.
 """
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,9 @@ class OhlcvCache:
         frame = validate_ohlcv(frame, timeframe=timeframe, allow_gaps=True)
         path = self.path(exchange_id, symbol, timeframe)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         try:
             frame.loc[:, list(COLUMNS)].to_parquet(tmp, engine="pyarrow")
             os.replace(tmp, path)
@@ -94,31 +98,63 @@ class OhlcvCache:
         timeframe: str,
         since: Any = None,
         until: Any = None,
+        checkpoint_seconds: float = 5.0,
         **download: Any,
     ) -> pd.DataFrame:
         """Download the bars of ``[since, until)`` the cache lacks, save them, return the whole file.
 
         With cached bars, only those after the last one (and, if `since` is
-        earlier, those before the first one) are fetched. Every page is saved
-        as it arrives. Extra keyword arguments go to :func:`download_ohlcv`.
+        earlier, those before the first one) are fetched. Pages are saved at
+        least every `checkpoint_seconds` (0: after every page) and whenever the
+        download stops, also on an error or Ctrl-C, so the next update resumes
+        there. Extra keyword arguments go to :func:`download_ohlcv`.
         """
         from .download import download_ohlcv, make_exchange, to_ms
 
         ex = make_exchange(exchange)
         step = timeframe_seconds(timeframe) * 1000
-        cached = self.read(ex.id, symbol, timeframe)
-        save: Callable[[pd.DataFrame], None] = lambda page: self.append(ex.id, symbol, timeframe, page)  # noqa: E731
+        saver = _Checkpoint(self, ex.id, symbol, timeframe, checkpoint_seconds)
+        cached = saver.frame
         start, end = to_ms(since), to_ms(until)
+        ranges: list[tuple[int | None, int | None]] = []
         if not len(cached):
-            download_ohlcv(ex, symbol, timeframe, since=start, until=end, on_page=save, **download)
-            return self.read(ex.id, symbol, timeframe)
-        first = int(cached.index[0].value // 1_000_000)
-        last = int(cached.index[-1].value // 1_000_000)
-        if start is not None and start < first:
-            download_ohlcv(ex, symbol, timeframe, since=start, until=first, on_page=save, **download)
-        if end is None or end > last + step:
-            download_ohlcv(ex, symbol, timeframe, since=last + step, until=end, on_page=save, **download)
-        return self.read(ex.id, symbol, timeframe)
+            ranges.append((start, end))
+        else:
+            first = int(cached.index[0].value // 1_000_000)
+            last = int(cached.index[-1].value // 1_000_000)
+            if start is not None and start < first:
+                ranges.append((start, first))
+            if end is None or end > last + step:
+                ranges.append((last + step, end))
+        try:
+            for lo, hi in ranges:
+                download_ohlcv(ex, symbol, timeframe, since=lo, until=hi, on_page=saver.add, **download)
+        finally:
+            saver.flush()
+        return saver.frame
+
+
+class _Checkpoint:
+    """Collects downloaded pages and writes the merged file at most every `seconds`."""
+
+    def __init__(self, cache: OhlcvCache, exchange_id: str, symbol: str, timeframe: str, seconds: float) -> None:
+        self.cache, self.key, self.seconds = cache, (exchange_id, symbol, timeframe), seconds
+        self.frame = cache.read(*self.key)
+        self.pending: list[pd.DataFrame] = []
+        self.last = time.monotonic()
+
+    def add(self, page: pd.DataFrame) -> None:
+        self.pending.append(page)
+        if time.monotonic() - self.last >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        merged = pd.concat([self.frame, *self.pending]) if len(self.frame) else pd.concat(self.pending)
+        merged = merged[~merged.index.duplicated(keep="last")].sort_index(kind="stable")
+        self.cache.write(*self.key, merged)
+        self.frame, self.pending, self.last = merged, [], time.monotonic()
 
 
 def cached_ohlcv(
