@@ -258,6 +258,15 @@ def test_permanent_errors_surface_at_once(status, payload, kind):
     assert len(fake.requests) == 1 and fake.sleeps == []
 
 
+def test_invalid_candles_from_the_exchange_are_reported():
+    fake = FakeHttp("binance")
+    page = fake._binance_klines({"startTime": str(T0), "limit": "5"})
+    page[2][2] = str(float(page[2][3]) / 2)  # high below low
+    fake.script[1] = (200, page)
+    with pytest.raises(DataError, match=r"binance sent invalid BTC/USDT 1h candles: Impossible bar at row 2"):
+        fake.download(since=T0, until=T0 + 5 * H)
+
+
 def test_transient_errors_give_up_after_the_retry_limit():
     fake = FakeHttp("binance")
     for i in range(1, 10):
@@ -281,6 +290,15 @@ def test_bad_arguments_raise_config_errors_that_say_how_to_fix():
     with pytest.raises(ConfigError, match="Not a time"):
         fake.download(since="yesterday-ish")
     assert fake.requests == []
+
+
+def test_times_convert_to_epoch_ms():
+    assert to_ms("2024-01-01") == to_ms(pd.Timestamp("2024-01-01", tz="UTC")) == 1_704_067_200_000
+    assert to_ms("2024-01-01T01:00+01:00") == 1_704_067_200_000
+    assert to_ms(1_704_067_200_000) == to_ms(1.7040672e12) == to_ms(np.int64(1_704_067_200_000))
+    assert to_ms(None) is None
+    with pytest.raises(ConfigError):
+        to_ms(float("nan"))
 
 
 def test_make_exchange_builds_a_ccxt_instance_without_network():

@@ -53,7 +53,9 @@ def to_ms(value: Timeish) -> int | None:
     """Epoch milliseconds (UTC) from a timestamp, ISO string, datetime or epoch ms."""
     if value is None:
         return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        if not np.isfinite(value):
+            raise ConfigError(f"Not a time: {value!r}; use epoch milliseconds or a date such as '2024-01-31'.")
         return int(value)
     try:
         ts = pd.Timestamp(value)
@@ -208,7 +210,10 @@ def download_ohlcv(
                 bar.update(max(0, min(total, (nxt - start) // step) - bar.n))
                 cursor = nxt
                 continue
-            frame = rows_to_frame(rows, timeframe)
+            try:
+                frame = rows_to_frame(rows, timeframe)
+            except DataError as exc:
+                raise DataError(f"{ex.id} sent invalid {symbol} {timeframe} candles: {exc}") from None
             if limit is not None:
                 frame = frame.iloc[: int(limit) - got]
             got += len(frame)
