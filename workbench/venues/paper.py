@@ -66,14 +66,16 @@ import ccxt
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from ..errors import ConfigError, did_you_mean
-from ..fills import Costs, floor_to_step, limit_fill, market_fill_price, stop_exit, stop_order_trigger
+from ..fills import Costs, limit_fill, market_fill_price, stop_exit, stop_order_trigger
 from ..timeframes import TIMEFRAMES
+from .paper_accounts import step_floor
 from .paper_markets import build_market, default_markets, infer_market
 from .paper_views import PaperViews
 
 _OWN_KEYS = ("balance", "costs", "markets", "partial_fill_volume_fraction", "state", "on_change", "clock",
              "liquidation", "maintenance_margin_rate", "history_limit", "auto_markets")
 _NAN = float("nan")
+_INF = float("inf")
 SNAPSHOT_VERSION = 1
 
 
@@ -239,7 +241,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             if not self.auto_markets:
                 self._market(symbol)
             self.add_market(infer_market(symbol, c))
-        if not (min(o, h, lo, c) > 0 and all(math.isfinite(x) for x in (o, h, lo, c))):
+        if not (0 < o < _INF and 0 < h < _INF and 0 < lo < _INF and 0 < c < _INF):
             raise ccxt.BadRequest(f"feed for {symbol}: prices must be positive finite numbers, got o={o} h={h} l={lo} c={c}.")
         last = self._last.get(symbol)
         if last is not None and ts <= last[0]:
@@ -289,19 +291,23 @@ class PaperExchange(PaperViews, ccxt.Exchange):
     # -- the bar ----------------------------------------------------------------
     def _process_bar(self, symbol: str, ts: int, o: float, h: float, lo: float, v: float) -> None:
         seq = self._seq[symbol]
-        self._protective(symbol, ts, seq, o, h, lo)
+        active: dict[str, list[dict[str, Any]]] = {"protect": [], "trigger": [], "limit": []}
+        for oid in self._open.get(symbol, ()):
+            order = self._orders[oid]
+            if order["seq"] < seq and order["kind"] in active:
+                active[order["kind"]].append(order)
+        if active["protect"]:
+            self._protective(symbol, ts, active["protect"], o, h, lo)
         if self.liquidation and symbol in self._positions:
             self._liquidate(symbol, ts, o, h, lo)
-        for oid in self._active(symbol, seq, "trigger"):
-            order = self._orders[oid]
+        for order in active["trigger"]:
             if order["status"] != "open":
                 continue
             hit = stop_order_trigger(order["side"], order["triggerPrice"], o, h, lo)
             if hit is not None:
                 self._execute(order, market_fill_price(order["side"], hit, self.costs.slippage), ts, taker=True)
         cap = math.inf if self.partial_fill_volume_fraction is None else self.partial_fill_volume_fraction * v
-        for oid in self._active(symbol, seq, "limit"):
-            order = self._orders[oid]
+        for order in active["limit"]:
             if order["status"] != "open":
                 continue
             px = limit_fill(order["side"], order["price"], o, h, lo)
@@ -309,22 +315,21 @@ class PaperExchange(PaperViews, ccxt.Exchange):
                 continue
             qty = order["amount"] - order["filled"]
             if math.isfinite(cap):
-                qty = min(qty, floor_to_step(cap, self.markets[symbol]["precision"]["amount"]))
-                qty = round(qty, 12)
+                step = self.markets[symbol]["precision"]["amount"]
+                qty = min(qty, step_floor(cap, step))
                 if qty <= 0:
                     continue
             filled = self._execute(order, px, ts, taker=False, amount=qty)
             cap -= filled
 
-    def _active(self, symbol: str, seq: int, kind: str) -> list[str]:
-        return [oid for oid in self._open.get(symbol, ()) if self._orders[oid]["kind"] == kind and self._orders[oid]["seq"] < seq]
-
-    def _protective(self, symbol: str, ts: int, seq: int, o: float, h: float, lo: float) -> None:
+    def _protective(self, symbol: str, ts: int, orders: list[dict[str, Any]], o: float, h: float, lo: float) -> None:
         for pos_side, exit_side in (("long", "sell"), ("short", "buy")):
             while self._position_side(symbol) == pos_side:
-                cands = [self._orders[i] for i in self._active(symbol, seq, "protect") if self._orders[i]["side"] == exit_side]
+                cands = [x for x in orders if x["side"] == exit_side and x["status"] == "open"]
                 sl = next((x for x in cands if x["stopLossPrice"] is not None), None)
                 tp = next((x for x in cands if x["takeProfitPrice"] is not None), None)
+                if sl is None and tp is None:
+                    break
                 hit = stop_exit(pos_side, sl["stopLossPrice"] if sl else _NAN, tp["takeProfitPrice"] if tp else _NAN, o, h, lo)
                 if hit is None:
                     break
@@ -424,7 +429,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         market = self._market(symbol)
         qty = self._position_qty(symbol)
         if market["spot"]:
-            qty = floor_to_step(qty, market["precision"]["amount"])
+            qty = step_floor(max(self._free(market["base"]), 0.0), market["precision"]["amount"])
         if abs(qty) <= 0:
             raise ccxt.InvalidOrder(f"paper has no {symbol} position to close.")
         side = "sell" if qty > 0 else "buy"
@@ -458,7 +463,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             raise ccxt.ArgumentsRequired("paper set_leverage() needs a symbol, e.g. set_leverage(3, 'BTC/USDT:USDT').")
         self._apply_leverage(leverage, symbol)
         self._notify()
-        return {"info": {}, "symbol": symbol, "leverage": self._leverage[symbol]}
+        return {"info": {}, "symbol": symbol, "leverage": self._lev(symbol)}
 
     def _apply_leverage(self, leverage: Any, symbol: str) -> None:
         market = self._market(symbol)

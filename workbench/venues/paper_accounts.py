@@ -17,6 +17,13 @@ from ..fills import fee, floor_to_step
 _EPS = 1e-12
 
 
+def step_floor(amount: float, step: float | None) -> float:
+    """`amount` floored to `step`, immune to binary noise (3.0 on step 0.001 stays 3.0)."""
+    if not step:
+        return amount
+    return round(floor_to_step(amount + step * 1e-9, step), 12)
+
+
 class PaperAccounts:
     """Balances, reservations and positions (mixin; the exchange provides markets and orders)."""
 
@@ -46,7 +53,7 @@ class PaperAccounts:
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount <= 0:
             raise ccxt.InvalidOrder(f"paper order amount must be a positive number, got {amount!r}.")
         step = self.markets[symbol]["precision"]["amount"]
-        out = round(floor_to_step(float(amount) + step * 1e-9, step), 12)
+        out = step_floor(float(amount), step)
         if out <= 0:
             raise ccxt.InvalidOrder(f"{symbol} amount {amount} is below the amount step {step}; increase it.")
         return out
@@ -116,16 +123,17 @@ class PaperAccounts:
     def _position_side(self, symbol: str) -> str | None:
         qty = self._position_qty(symbol)
         if not self.markets[symbol]["contract"]:
-            qty = floor_to_step(qty + _EPS, self.markets[symbol]["precision"]["amount"])
+            qty = step_floor(qty, self.markets[symbol]["precision"]["amount"])
         return "long" if qty > _EPS else "short" if qty < -_EPS else None
 
     def _reducible(self, symbol: str, side: str, amount: float, reduce_only: bool, raise_if_none: bool) -> float:
         if not reduce_only:
             return amount
-        qty = self._position_qty(symbol)
         m = self.markets[symbol]
-        if not m["contract"]:
-            qty = round(floor_to_step(qty + _EPS, m["precision"]["amount"]), 12)
+        if m["contract"]:
+            qty = self._position_qty(symbol)
+        else:  # spot: only the base not locked by other orders can be sold
+            qty = step_floor(max(self._free(m["base"]), 0.0), m["precision"]["amount"])
         can = qty if side == "sell" and qty > 0 else -qty if side == "buy" and qty < 0 else 0.0
         if can <= _EPS:
             if raise_if_none:
