@@ -213,7 +213,7 @@ class AccountStore:
             )
         raise unknown("account", name, accounts)
 
-    def add(self, account: Account | str, **fields_: Any) -> Account:
+    def add(self, account: Account | str, /, **fields_: Any) -> Account:
         """Add an account (an Account, or a name plus Account fields); the name must be new.
 
         Returns the account as stored, with created_at/updated_at set.
@@ -242,7 +242,7 @@ class AccountStore:
         log.info("Account added: %s", added)
         return added
 
-    def update(self, name: str, **changes: Any) -> Account:
+    def update(self, name: str, /, **changes: Any) -> Account:
         """Change some fields of an account; returns the new version.
 
         Setting a credential clears its environment variable and vice versa
