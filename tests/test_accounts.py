@@ -391,6 +391,15 @@ def test_ccxt_config_builds_a_sandboxed_exchange(exchange_id: str) -> None:
     assert not live.isSandboxModeEnabled
 
 
+def test_account_copies_and_pickles() -> None:
+    import copy
+    import pickle
+
+    account = full_account(options={"urls": {"api": {"public": "http://127.0.0.1:9"}}})
+    for clone in (copy.copy(account), copy.deepcopy(account), pickle.loads(pickle.dumps(account))):
+        assert clone == account and clone.secret == SECRET and clone.options["urls"] == account.options["urls"]
+
+
 def test_options_cannot_carry_credentials_or_override_mode() -> None:
     with pytest.raises(ConfigError, match="stored unencrypted"):
         Account(name="a", exchange="okx", options={"options": {"password": "x"}})
@@ -550,6 +559,19 @@ def test_cli_demo_default_home_env_and_secret_free_argv(wb, monkeypatch, tmp_pat
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["accounts", "add", "e", "--exchange", "paper"]) == 0
     assert (tmp_path / "from-env" / "accounts.json").exists()
+
+
+def test_cli_update_secrets_and_nothing_to_update(wb) -> None:
+    wb("accounts", "add", "envy", "--exchange", "bybit", "--api-key-env", "BK", "--secret-env", "BS")
+    code, _, err = wb("accounts", "update", "envy")
+    assert code == 2 and "Nothing to update" in err
+    code, out, _ = wb("accounts", "update", "envy", "--set-secrets", "--secrets-stdin", stdin=f"secret={SECRET}")
+    assert code == 0
+    account = AccountStore(wb.home / "accounts.json", keyring=False, environ={}).get("envy")
+    assert (account.secret, account.secret_env, account.api_key_env) == (SECRET, None, "BK")
+    code, _, err = wb("accounts", "update", "envy", "--unset-option", "nope")
+    assert code == 2 and "no such option" in err
+    assert_no_plaintext("\n".join(wb.outputs))
 
 
 def test_cli_remove_confirmation_by_typing_the_name(wb, monkeypatch) -> None:

@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -260,3 +260,16 @@ class Account:
 
     def __hash__(self) -> int:
         return hash((self.name, self.exchange, self.mode))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # copy/pickle: options as a plain dict
+        return (_rebuild, (self.fields_dict(),))
+
+    def fields_dict(self) -> dict[str, Any]:
+        """Every field as plain data, for Account(**...): plaintext secrets included, never print it."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["options"] = json.loads(json.dumps(dict(self.options), default=_plain))
+        return out
+
+
+def _rebuild(data: dict[str, Any]) -> Account:
+    return Account(**data)

@@ -212,20 +212,12 @@ def run_add(args: argparse.Namespace) -> int:
     if probe.name in store:
         raise ConfigError(f"An account named {probe.name!r} already exists; use `workbench accounts update {probe.name}`.")
     secrets = {} if args.no_secrets else gather_secrets(args, probe.exchange, probe.name)
-    added = store.add(Account(**{**_fields(probe), **secrets}))
+    added = store.add(Account(**{**probe.fields_dict(), **secrets}))
     print(f"Added {added} to {store.path}")
     info = store.key_info() or {}
     print(f"Secrets encrypted with the key in {info.get('where', '?')}" if added.has_stored_secrets else "No secrets stored.")
     _live_warning(added)
     return 0
-
-
-def _fields(account: Account) -> dict[str, Any]:
-    return {
-        "name": account.name, "exchange": account.exchange, "mode": account.mode, "options": dict(account.options),
-        **{c: getattr(account, c) for c in CREDENTIALS},
-        **{env_field(c): getattr(account, env_field(c)) for c in CREDENTIALS},
-    }
 
 
 def _when(ts: float | None) -> str:
@@ -285,7 +277,7 @@ def run_update(args: argparse.Namespace) -> int:
     if args.option or args.default_type or args.unset_option:
         changes["options"] = _options(args, dict(old.options))
     if args.set_secrets or args.secrets_stdin:
-        Account(**{**_fields(old), **changes, **{c: None for c in CREDENTIALS}})  # check the rest before asking
+        Account(**{**old.fields_dict(), **changes, **{c: None for c in CREDENTIALS}})  # check the rest before asking
         changes.update(gather_secrets(args, changes.get("exchange", old.exchange), old.name))
     if not changes:
         raise ConfigError(
