@@ -277,6 +277,9 @@ def test_insufficient_funds_and_no_spot_shorting():
     (("ETH/USDT", "market", "buy", 0.00001), ccxt.InvalidOrder, "step"),
     (("ETH/USDT", "market", "buy", 0.001), ccxt.InvalidOrder, "minimum"),
     (("ETH/USDT:USDT", "market", "sell", 1, None, {"reduceOnly": True}), ccxt.InvalidOrder, "no position"),
+    (("ETH/USDT", "market", "buy", 1, None, {"stopLossPrice": 2_100}), ccxt.InvalidOrder, "spot"),
+    (("ETH/USDT", "limit", "buy", 1, 1_900, {"triggerPrice": 1_950}), ccxt.NotSupported, "stop-market"),
+    (("ETH/USDT:USDT", "market", "buy", 1, None, {"stopLossPrice": 1, "takeProfitPrice": 3}), ccxt.InvalidOrder, "two orders"),
 ])
 def test_bad_orders_are_rejected_with_clear_errors(args, err, text):
     ex = make()

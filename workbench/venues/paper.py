@@ -108,6 +108,13 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         })
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        """Config: ``balance`` ({'USDT': 10000}), ``costs`` (fills.Costs), ``markets`` (specs; default: the
+        sample symbols, spot and perpetual), ``partial_fill_volume_fraction`` (None or (0, 1]), ``state``
+        (a snapshot; it wins over ``balance``), ``on_change`` (callable(snapshot)), ``clock`` (callable -> ms),
+        ``liquidation`` (True), ``maintenance_margin_rate`` (0.004), ``history_limit`` (bars kept per
+        symbol, 10000), ``auto_markets`` (True: a fed unknown symbol gets a market inferred from its price).
+        Other keys go to ccxt.Exchange as usual.
+        """
         config = dict(config or {})
         own = {k: config.pop(k) for k in _OWN_KEYS if k in config}
         super().__init__(config)
@@ -177,9 +184,10 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         })
 
     def _restore(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("version") != SNAPSHOT_VERSION:
-            raise ConfigError("state must be a dict from PaperExchange.snapshot() (version "
-                              f"{SNAPSHOT_VERSION}); got {type(state).__name__} with version {getattr(state, 'get', dict().get)('version')!r}.")
+        version = state.get("version") if isinstance(state, Mapping) else None
+        if version != SNAPSHOT_VERSION:
+            raise ConfigError(f"state must be a dict from PaperExchange.snapshot() (version {SNAPSHOT_VERSION}); "
+                              f"got {type(state).__name__} with version {version!r}.")
         s = copy.deepcopy(dict(state))
         self._cash = {k: float(v) for k, v in s["cash"].items()}
         for o in s["orders"]:
@@ -394,6 +402,9 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             price = None
         if kind == "protect":
             reduce_only = True
+        if reduce_only and market["spot"] and side == "buy":
+            raise ccxt.InvalidOrder(f"{symbol} is spot: there is no short position for a reduce-only buy to reduce "
+                                    f"(short on {symbol}:{market['quote']}).")
         ref = price or sl or tp or trig or self._last_price(symbol, required=(kind == "market"))
         self._check_limits(market, amount, ref, reduce_only)
         if kind == "market":
