@@ -18,7 +18,6 @@ from workbench.emulator.codes import BybitError
 from workbench.emulator.faults import Faults
 from workbench.errors import ConfigError
 
-pytest_plugins = ("emulator_fixture",)  # the emulator and bybit fixtures
 
 CLIENT_TIMEOUT_MS = 1500
 PERP = "BTC/USDT:USDT"

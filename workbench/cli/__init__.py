@@ -16,6 +16,9 @@ from ..errors import WorkbenchError
 COMMAND_MODULES = (
     "workbench.cli.demo",
     "workbench.cli.optimize",
+    "workbench.cli.engine",
+    "workbench.cli.accounts",
+    "workbench.cli.emulator",
 )
 
 

@@ -64,7 +64,8 @@ class Engine:
         strategy = get_strategy(spec.strategy)
         params, freshness, optimized_at = resolve_params(spec)
         dep_id = uuid.uuid4().hex[:8]
-        venue = self.venue_factory(dep_id, spec)  # may refuse (e.g. live without confirmation)
+        # Build (and so validate) everything before the first write: a rejected deploy stores nothing.
+        rt = self._runtime(dep_id, spec, params, "active", register=False)
         now = time.time()
         self.store.insert_deployment({
             "id": dep_id, "name": spec.name or f"{strategy.name} {','.join(spec.symbols)} {spec.timeframe}",
@@ -75,17 +76,18 @@ class Engine:
             "started_at": now, "updated_at": now, "cursor": {}, "risk_state": {},
         })
         self.store.audit(actor, "deploy", dep_id, spec.to_dict() | {"params": params, "freshness": freshness})
-        rt = self._runtime(dep_id, spec, params, "active", venue)
+        self.deployments[dep_id] = rt
         self._emit("status", {"deployment_id": dep_id, "from": None, "to": "active", "reason": "deployed"})
         return rt
 
-    def _runtime(self, dep_id: str, spec: DeploymentSpec, params: dict[str, float], status: str, venue: Venue | None = None) -> DeploymentRuntime:
-        venue = venue or self.venue_factory(dep_id, spec)
+    def _runtime(self, dep_id: str, spec: DeploymentSpec, params: dict[str, float], status: str, register: bool = True) -> DeploymentRuntime:
+        venue = self.venue_factory(dep_id, spec)
         rt = DeploymentRuntime(dep_id, spec, get_strategy(spec.strategy), params, venue, self.store, self.clock, self._emit, status=status)
         for sym, rule in rt.rules.items():
             if rule.contract and rt.limits.leverage != 1:
                 venue.set_leverage(rt.limits.leverage, sym)
-        self.deployments[dep_id] = rt
+        if register:
+            self.deployments[dep_id] = rt
         return rt
 
     # -- recovery -------------------------------------------------------------
@@ -145,6 +147,7 @@ class Engine:
     def pause(self, dep_id: str, reason: str = "paused by user", actor: str = "user") -> None:
         rt = self.get(dep_id)
         if rt.status == "active":
+            rt.paused_by = actor
             rt.set_status("paused", reason, by=actor)
 
     def resume(self, dep_id: str, reason: str = "resumed by user", actor: str = "user") -> None:
@@ -152,6 +155,7 @@ class Engine:
         if rt.status in ("paused", "error"):
             event = rt.guard.resume(self.clock.now(), rt.view(), by=actor)
             self.store.add_risk_event(rt.id, event.kind, event.reason, event.details)
+            rt.paused_by = None
             rt.set_status("active", reason, by=actor)
 
     def set_symbol(self, dep_id: str, symbol: str, enabled: bool, actor: str = "user") -> None:

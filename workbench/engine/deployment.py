@@ -73,6 +73,7 @@ class DeploymentRuntime:
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
         self.live_venue = bool(getattr(venue, "live", False))
+        self.paused_by: str | None = None  # 'risk' pauses lift themselves; a person's pause waits for a person
 
     # -- helpers --------------------------------------------------------------
     def _now(self) -> float:
@@ -138,8 +139,10 @@ class DeploymentRuntime:
         for event in self.guard.update(self.view(), self._now()):
             self._risk_event(event.kind, event.reason, event.details, None)
             if event.kind == "paused" and self.status == "active":
+                self.paused_by = "risk"
                 self.set_status("paused", event.reason, by="risk")
-            elif event.kind == "resumed" and self.status == "paused":
+            elif event.kind == "resumed" and self.status == "paused" and self.paused_by == "risk":
+                self.paused_by = None
                 self.set_status("active", event.reason, by="risk")
         if not fired and self.status == "active" and self.enabled.get(symbol, False):
             decision = self.decide(symbol, ts_ms)
@@ -348,7 +351,7 @@ class DeploymentRuntime:
         self.emit("status", {"deployment_id": self.id, "from": old, "to": status, "reason": reason})
 
     def _risk_event(self, kind: str, reason: str, details: dict[str, Any], symbol: str | None) -> None:
-        self.store.add_risk_event(self.id, kind, reason, details, symbol=symbol, at=time.time())
+        self.store.add_risk_event(self.id, kind, reason, details, symbol=symbol, at=self._now())
         self.emit("risk_event", {"deployment_id": self.id, "kind": kind, "reason": reason, "symbol": symbol, "details": details})
 
     def _error(self, message: str) -> None:

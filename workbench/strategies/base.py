@@ -76,6 +76,11 @@ class Param:
             raise ConfigError(f"Parameter {name!r} must be a number, got {value!r}.")
         if not math.isfinite(float(value)):
             raise ConfigError(f"Parameter {name!r} must be finite, got {value!r}.")
+        if not self.low <= float(value) <= self.high:
+            raise ConfigError(
+                f"Parameter {name!r}={value!r} is outside its declared range {self.low}..{self.high}; "
+                "pick a value inside it (or declare a wider Param range for the strategy)."
+            )
         if self.is_int:
             if not float(value).is_integer():
                 raise ConfigError(f"Parameter {name!r} must be a whole number, got {value!r}.")

@@ -23,6 +23,7 @@ from .base import OrderRequest
 
 TRANSIENT = (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.RequestTimeout, ccxt.DDoSProtection, ccxt.RateLimitExceeded)
 PERMANENT = (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.BadSymbol, ccxt.BadRequest)
+# ccxt.OrderNotFound is an InvalidOrder: "the venue does not know this order", answered as None by fetch_order.
 
 
 class PermanentVenueError(VenueError):
@@ -150,7 +151,7 @@ class CcxtVenue:
             try:
                 return self._call("fetch_order", self.exchange.fetch_order, order_id, symbol)
             except PermanentVenueError as exc:
-                if exc.kind in ("InvalidOrder", "BadRequest"):
+                if exc.kind in ("InvalidOrder", "OrderNotFound", "BadRequest"):
                     return None
                 raise
         if client_order_id is None:

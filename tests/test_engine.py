@@ -1,0 +1,247 @@
+"""The engine: deployments trade through risk on the paper venue; every event is stored."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workbench.data import sample_ohlcv
+from workbench.engine import DeploymentSpec, Engine, ManualClock, replay
+from workbench.errors import ConfigError, ParamsError
+from workbench.store import Store
+
+NO_PAUSES = {"daily_loss_limit": None, "drawdown_limit": None}
+
+
+def spec(**kw) -> DeploymentSpec:
+    base = dict(strategy="sma_cross", symbols=("BTC/USDT",), timeframe="1h", params={"fast": 10, "slow": 30}, risk=dict(NO_PAUSES))
+    base.update(kw)
+    return DeploymentSpec(**base)
+
+
+def feed(engine: Engine, frames: dict[str, pd.DataFrame], clock: ManualClock, upto: int | None = None, live: bool = False) -> None:
+    """Hand bars to the engine; unless `live`, deployments read precomputed signals (equal to decide(), tested)."""
+    if not live:
+        for rt in engine.deployments.values():
+            for sym, df in frames.items():
+                if sym in rt.enabled and sym not in rt.precomputed:
+                    rt.precompute(sym, df)
+    rows = sorted((int(ts.value // 1_000_000), sym, r) for sym, df in frames.items() for ts, r in zip(df.index, df.itertuples(index=False), strict=True))
+    for n, (ts, sym, r) in enumerate(rows):
+        if upto is not None and n >= upto:
+            return
+        clock.set(ts / 1000 + 3600)
+        engine.on_bar(sym, ts, r.open, r.high, r.low, r.close, r.volume)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return Engine(Store(tmp_path / "wb.sqlite"), clock=ManualClock(0))
+
+
+def test_deploy_trade_and_record_everything(engine):
+    events = []
+    for name in ("signal", "order", "fill", "trade"):
+        engine.on(name, lambda p, name=name: events.append(name))
+    rt = engine.deploy(spec(risk=NO_PAUSES | {"stop_loss": 0.02, "take_profit": 0.05}))
+    feed(engine, {"BTC/USDT": sample_ohlcv("BTC/USDT", "1h", 1500)}, engine.clock, live=True)  # the live decide() path
+    rt.flush()
+    trades = engine.store.trades(rt.id)
+    assert len(trades) >= 10
+    assert set(trades["exit_reason"]) <= {"signal", "stop_loss", "take_profit"}
+    assert {"stop_loss", "signal"} <= set(trades["exit_reason"])
+    orders = engine.store.frame("orders", deployment_id=rt.id)
+    assert set(orders["purpose"]) >= {"entry", "exit", "stop_loss", "take_profit"}
+    assert (orders["status"] != "pending").all(), "no order stays pending"
+    fills = engine.store.fills(rt.id)
+    assert all(f["fee"] > 0 and f["fee_currency"] == "USDT" for f in fills)
+    assert len(engine.store.equity(rt.id)) == 1500
+    assert {"signal", "order", "fill", "trade"} <= set(events)
+    # equity = cash + marked positions, and it equals the initial cash plus realized and unrealized P&L
+    assert rt.equity() == pytest.approx(10_000 + trades["pnl"].sum() + rt.ledger.unrealized(rt.marks) - sum(p.entry_fee for p in rt.ledger.positions.values()), rel=1e-9)
+
+
+def test_stop_closes_positions_then_stops(engine):
+    rt = engine.deploy(spec())
+    df = sample_ohlcv("BTC/USDT", "1h", 3000)
+    rt.precompute("BTC/USDT", df)
+    for k in range(400, len(df), 25):  # move on until a position is open
+        feed(engine, {"BTC/USDT": df.iloc[k - 25 if k > 400 else 0:k]}, engine.clock)
+        if rt.ledger.positions:
+            break
+    assert rt.ledger.positions
+    engine.stop(rt.id)
+    row = engine.store.deployment(rt.id)
+    assert row["status"] == "stopped"
+    last = engine.store.trades(rt.id).iloc[-1]
+    assert last["exit_reason"] == "stop"
+    assert engine.store.positions(rt.id) == []
+    assert engine.store.frame("orders", deployment_id=rt.id)["status"].isin(["filled", "cancelled"]).all()
+
+
+def test_emergency_stop_closes_everything_everywhere(engine):
+    a = engine.deploy(spec(symbols=("BTC/USDT", "ETH/USDT"), risk=NO_PAUSES | {"max_open_positions": None}))
+    b = engine.deploy(spec(symbols=("SOL/USDT",), params={"fast": 5, "slow": 20}))
+    frames = {s: sample_ohlcv(s, "1h", 3000) for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
+    for rt in (a, b):
+        for sym in rt.enabled:
+            rt.precompute(sym, frames[sym])
+    for k in range(400, 3000, 10):
+        feed(engine, {s: df.iloc[k - 10 if k > 400 else 0:k] for s, df in frames.items()}, engine.clock)
+        if len(a.ledger.positions) + len(b.ledger.positions) >= 2:
+            break
+    open_before = len(a.ledger.positions) + len(b.ledger.positions)
+    report = engine.emergency_stop("test")
+    assert set(report) == {a.id, b.id}
+    for dep in (a, b):
+        assert engine.store.deployment(dep.id)["status"] == "stopped"
+        assert engine.store.positions(dep.id) == []
+    trades = pd.concat([engine.store.trades(a.id), engine.store.trades(b.id)])
+    assert (trades["exit_reason"] == "emergency_stop").sum() == open_before
+    open_orders = engine.store.orders(statuses=("pending", "open", "partially_filled"))
+    assert open_orders == []
+    actions = set(engine.store.frame("audit")["action"])
+    assert {"emergency_stop", "emergency_stop:deployment"} <= actions
+
+
+def test_commands_from_another_client_reach_the_engine(engine, tmp_path):
+    rt = engine.deploy(spec())
+    other = Store(tmp_path / "wb.sqlite")  # the CLI or a panel in another process
+    c1 = other.submit_command("pause", rt.id, {"reason": "lunch"}, actor="cli")
+    assert engine.process_commands() == 1
+    assert other.command(c1)["status"] == "done"
+    assert engine.store.deployment(rt.id)["status"] == "paused" and rt.status == "paused"
+    other.submit_command("resume", rt.id, actor="cli")
+    engine.process_commands()
+    assert rt.status == "active"
+    c3 = other.submit_command("disable_symbol", rt.id, {"symbol": "ETH/USDT"}, actor="cli")
+    engine.process_commands()
+    assert other.command(c3)["status"] == "failed" and "does not trade" in other.command(c3)["result"]
+    other.submit_command("stop", rt.id, actor="cli")
+    engine.process_commands()
+    assert engine.store.deployment(rt.id)["status"] == "stopped" and rt.id not in engine.deployments
+
+
+def test_paused_deployment_opens_nothing_but_keeps_its_stops(engine):
+    rt = engine.deploy(spec())
+    engine.pause(rt.id)
+    feed(engine, {"BTC/USDT": sample_ohlcv("BTC/USDT", "1h", 1000)}, engine.clock)
+    assert engine.store.orders(rt.id) == []
+
+
+def test_disabled_symbol_is_not_traded(engine):
+    rt = engine.deploy(spec(symbols=("BTC/USDT", "ETH/USDT"), risk=NO_PAUSES | {"max_open_positions": None}))
+    engine.set_symbol(rt.id, "ETH/USDT", False)
+    feed(engine, {s: sample_ohlcv(s, "1h", 1000) for s in ("BTC/USDT", "ETH/USDT")}, engine.clock)
+    symbols = {o["symbol"] for o in engine.store.orders(rt.id)}
+    assert symbols == {"BTC/USDT"}
+
+
+def test_risk_denial_is_a_stored_event_not_a_crash(engine):
+    rt = engine.deploy(spec(symbols=("BTC/USDT", "ETH/USDT", "SOL/USDT"), params={"fast": 5, "slow": 20}, risk=NO_PAUSES | {"max_open_positions": 1}))
+    risk_events = []
+    engine.on("risk_event", risk_events.append)
+    feed(engine, {s: sample_ohlcv(s, "1h", 800) for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}, engine.clock)
+    denied = engine.store.frame("risk_events", deployment_id=rt.id)
+    assert (denied["kind"] == "denied").any()
+    assert denied["reason"].str.contains("max_open_positions").any()
+    assert risk_events and rt.status == "active"
+    # never more than one position at a time
+    pos = engine.store.frame("positions", deployment_id=rt.id)
+    for t in pos["entry_at"]:
+        live = pos[(pos["entry_at"] <= t) & ((pos["closed_at"].isna()) | (pos["closed_at"] > t))]
+        assert len(live) <= 1
+
+
+def test_daily_loss_limit_pauses_with_reason(engine):
+    rt = engine.deploy(spec(params={"fast": 5, "slow": 20}, risk={"daily_loss_limit": 0.002, "drawdown_limit": None, "size_pct": 0.9}))
+    feed(engine, {"BTC/USDT": sample_ohlcv("BTC/USDT", "1h", 1500)}, engine.clock)
+    events = engine.store.frame("risk_events", deployment_id=rt.id)
+    assert (events["kind"] == "paused").any()
+    changes = engine.store.frame("status_changes", deployment_id=rt.id)
+    assert "paused" in set(changes["new"])
+    assert changes[changes["new"] == "paused"]["reason"].str.contains("loss", case=False).all()
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(symbols=("DOGE/USDT",)), "DOGE/USDT"),
+    (dict(strategy="sma_crss"), "Did you mean 'sma_cross'"),
+    (dict(params={"fast": 10, "slwo": 30}), "Did you mean 'slow'"),
+    (dict(params={"fast": -3, "slow": 30}), "fast"),
+    (dict(risk={"size_pct": float("nan")}), "size_pct"),
+    (dict(risk={"max_open_positions": 0}), "max_open_positions"),
+    (dict(risk={"stop_los": 0.02}), "Did you mean 'stop_loss'"),
+    (dict(timeframe="1x"), "timeframe"),
+    (dict(mode="live"), "live"),
+    (dict(symbols=("ETH/USDT",), direction="short"), "spot"),
+])
+def test_bad_deployments_rejected_and_nothing_stored(engine, bad, match):
+    before = {t: len(engine.store.frame(t)) for t in ("deployments", "orders", "audit", "commands")}
+    with pytest.raises(ConfigError, match=match):
+        engine.deploy(spec(**bad))
+    assert {t: len(engine.store.frame(t)) for t in before} == before
+
+
+def test_deploy_loads_params_from_store_with_freshness(engine, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from workbench.params import ParamSet, ParamStore
+
+    with pytest.raises(ParamsError, match="workbench optimize"):
+        engine.deploy(spec(params=None, params_dir=str(tmp_path / "p")))
+    ParamStore(tmp_path / "p").save(ParamSet("sma_cross", "BTC/USDT", "1h", {"fast": 15, "slow": 40}, datetime.now(UTC) - timedelta(days=10)))
+    rt = engine.deploy(spec(params=None, params_dir=str(tmp_path / "p")))
+    row = engine.store.deployment(rt.id)
+    assert rt.params == {"fast": 15, "slow": 40} and row["params_freshness"] == "stale"
+
+
+def test_restart_mid_replay_gives_the_same_trades(tmp_path):
+    df = sample_ohlcv("ETH/USDT", "1h", 2500)
+    s = spec(symbols=("ETH/USDT",), risk=NO_PAUSES | {"stop_loss": 0.03, "take_profit": 0.06})
+    full = replay(s, data={"ETH/USDT": df}, store=str(tmp_path / "a.sqlite"))
+    first = replay(s, data={"ETH/USDT": df}, store=str(tmp_path / "b.sqlite"), stop_after=1234)
+    assert not first.completed
+    second = replay(s, data={"ETH/USDT": df}, store=str(tmp_path / "b.sqlite"), resume=first.deployment_id)  # a new engine
+    assert second.completed
+    cols = ["symbol", "side", "amount", "entry_price", "entry_at", "exit_price", "exit_at", "pnl", "exit_reason"]
+    assert len(full.trades) > 10
+    pd.testing.assert_frame_equal(full.trades[cols].reset_index(drop=True), second.trades[cols].reset_index(drop=True))
+    assert second.summary["final_equity"] == pytest.approx(full.summary["final_equity"], rel=1e-12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), size_pct=st.floats(0.05, 1.0), max_pos=st.integers(1, 3),
+       sl=st.sampled_from([None, 0.01, 0.03]), lev_cap=st.sampled_from([None, 1.0, 2.0]))
+def test_equity_identity_and_limits_hold_on_random_paths(tmp_path_factory, seed, size_pct, max_pos, sl, lev_cap):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    frames = {}
+    for k, sym in enumerate(("BTC/USDT", "ETH/USDT", "SOL/USDT")):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        open_ = np.r_[100.0, close[:-1]]
+        hi = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
+        lo = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
+        idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+        frames[sym] = pd.DataFrame({"open": open_, "high": hi, "low": lo, "close": close, "volume": 1000.0}, index=idx)
+    engine = Engine(Store(":memory:"), clock=ManualClock(0))
+    rt = engine.deploy(spec(symbols=tuple(frames), params={"fast": 5, "slow": 20},
+                            risk=NO_PAUSES | {"size_pct": size_pct, "max_open_positions": max_pos, "stop_loss": sl, "max_leverage": lev_cap}))
+    rows = sorted((int(ts.value // 1_000_000), sym, r) for sym, df in frames.items() for ts, r in zip(df.index, df.itertuples(index=False), strict=True))
+    for ts, sym, r in rows:
+        engine.clock.set(ts / 1000 + 3600)
+        engine.on_bar(sym, ts, r.open, r.high, r.low, r.close, r.volume)
+        led = rt.ledger
+        marked = sum(p.value(rt.marks[s]) for s, p in led.positions.items())
+        assert rt.equity() == pytest.approx(led.cash + marked, rel=1e-12)
+        assert len(led.positions) <= max_pos
+        if lev_cap is not None:
+            gross = sum(p.amount * rt.marks[s] for s, p in led.positions.items())
+            entry_gross = sum(p.amount * p.entry_price for p in led.positions.values())
+            assert entry_gross <= lev_cap * 10_000 * 1.5 and gross >= 0
+        assert led.cash > -1e-9, "a spot account never borrows"
+    trades = engine.store.trades(rt.id)
+    assert (trades["fees"] >= 0).all()
+    assert rt.ledger.realized == pytest.approx(float(trades["pnl"].sum()) if len(trades) else 0.0, abs=1e-9)
