@@ -59,28 +59,33 @@ def sample_ohlcv(
         if delta < 0:
             raise ConfigError(f"The sample starts at {SAMPLE_EPOCH}; start={start!r} is before it.")
         offset = int(np.ceil(delta / step))
-    series = _series(symbol, step, offset + int(bars), seed)
-    frame = series.iloc[offset:]
-    return frame
+    return _series(symbol, step, offset, int(bars), seed)
 
 
 _BLOCK = 4096
 
 
-def _series(symbol: str, step: int, n: int, seed: int) -> pd.DataFrame:
-    """Generate in fixed blocks, each from its own seeded RNG, so a prefix never depends on `n`."""
+#: generated blocks per (symbol, step, seed): the series only ever grows, so live feeds stay cheap
+_CACHE: dict[tuple[str, int, int], tuple[list[np.ndarray], tuple]] = {}
+
+
+def _series(symbol: str, step: int, first: int, n: int, seed: int) -> pd.DataFrame:
+    """Bars [first, first + n) of the series, generated in fixed blocks (each from its own seeded RNG)
+    so that a window never depends on how much was generated before it."""
     price0, vol_year, volume_day = SAMPLE_SYMBOLS[symbol]
-    state = (np.log(price0), 1.0, 0.0, 2)
-    parts = []
-    for block in range(-(-n // _BLOCK)):
+    key = (symbol, step, seed)
+    parts, state = _CACHE.get(key, ([], (np.log(price0), 1.0, 0.0, 2)))
+    end = first + n
+    for block in range(len(parts), -(-end // _BLOCK)):
         rng = np.random.default_rng(zlib.crc32(f"{symbol}|{step}|{seed}|{block}".encode()))
         part, state = _block(rng, state, step, vol_year, volume_day)
         parts.append(part)
-    data = np.concatenate(parts, axis=1)[:, :n]
+    _CACHE[key] = (parts, state)
+    b0 = first // _BLOCK
+    data = np.concatenate(parts[b0 : -(-end // _BLOCK)], axis=1)[:, first - b0 * _BLOCK : end - b0 * _BLOCK]
     index = pd.DatetimeIndex(
-        SAMPLE_EPOCH + pd.to_timedelta(np.arange(n, dtype=np.int64) * step, unit="s"), name="timestamp"
-    )
-    index = index.as_unit("ns")
+        SAMPLE_EPOCH + pd.to_timedelta(np.arange(first, end, dtype=np.int64) * step, unit="s"), name="timestamp"
+    ).as_unit("ns")
     return pd.DataFrame(dict(zip(("open", "high", "low", "close", "volume"), data, strict=True)), index=index)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from ..errors import ConfigError, WorkbenchError
 from ..params import ParamStore
 from ..store import Store
@@ -79,6 +81,31 @@ class Engine:
         self.deployments[dep_id] = rt
         self._emit("status", {"deployment_id": dep_id, "from": None, "to": "active", "reason": "deployed"})
         return rt
+
+    def warm_up(self, dep_id: str, now_ms: int | None = None) -> dict[str, int]:
+        """Give a live deployment the history its strategy needs, so it decides on the next closed bar.
+
+        Bars come from the venue's OHLCV; a paper venue that has seen no bars
+        takes them from the embedded sample.
+        """
+        from ..data import SAMPLE_SYMBOLS, sample_ohlcv
+        from ..timeframes import timeframe_seconds
+
+        rt = self.get(dep_id)
+        step = timeframe_seconds(rt.spec.timeframe) * 1000
+        now_ms = int(now_ms if now_ms is not None else self.clock.now() * 1000)
+        last_closed = (now_ms // step) * step - step
+        out = {}
+        for sym in rt.spec.symbols:
+            rows = rt.venue.fetch_ohlcv(sym, rt.spec.timeframe, since=last_closed - rt.warmup * step, limit=rt.warmup + 1)
+            rows = [r for r in rows if r[0] <= last_closed]
+            base = sym.split(":")[0]
+            if not rows and rt.spec.venue == "paper" and base in SAMPLE_SYMBOLS:
+                start = pd.Timestamp(last_closed - (rt.warmup - 1) * step, unit="ms", tz="UTC")
+                df = sample_ohlcv(base, rt.spec.timeframe, bars=rt.warmup, start=start)
+                rows = [[int(t), *r] for t, r in zip(df.index.as_unit("ms").asi8, df.itertuples(index=False, name=None), strict=True)]
+            out[sym] = rt.warm_up(sym, rows)
+        return out
 
     def _runtime(self, dep_id: str, spec: DeploymentSpec, params: dict[str, float], status: str, register: bool = True) -> DeploymentRuntime:
         venue = self.venue_factory(dep_id, spec)
@@ -205,7 +232,9 @@ class Engine:
 
     def _command(self, command: str, dep_id: str | None, args: Mapping[str, Any], actor: str) -> str:
         if command == "deploy":
-            return self.deploy(DeploymentSpec.from_dict(args), actor=actor).id
+            rt = self.deploy(DeploymentSpec.from_dict(args), actor=actor)
+            self.warm_up(rt.id)
+            return rt.id
         if command == "emergency_stop":
             return str(self.emergency_stop(args.get("reason", "emergency stop"), actor=actor))
         if command == "stop":
@@ -235,7 +264,8 @@ class Engine:
 
     async def run(self, feed: Any, poll_seconds: float = 0.5, until: Callable[[], bool] | None = None) -> None:
         """Run until `until()` is true: take closed bars from `feed`, and commands from the store."""
-        self.recover()
+        for dep_id in self.recover():
+            self.warm_up(dep_id)
         while not (until and until()):
             for bar in feed.poll(self):
                 self.on_bar(*bar)

@@ -117,6 +117,23 @@ class DeploymentRuntime:
         df = pd.DataFrame(arr[:, 1:], columns=["open", "high", "low", "close", "volume"], index=pd.to_datetime(arr[:, 0].astype("int64"), unit="ms", utc=True))
         return self.strategy.decide(df, self.params)
 
+    def warm_up(self, symbol: str, bars: list[list[float]]) -> int:
+        """Fill `symbol`'s history with closed bars ([ms, o, h, l, c, v]) without trading on them.
+
+        A live deployment decides on its first closed bar instead of waiting
+        `warmup` bars; the last warm-up bar also becomes the cursor.
+        """
+        done = 0
+        hist = self.history[symbol]
+        for ts, o, h, lo, c, v in bars[-self.warmup:]:
+            ts = int(ts)
+            if not hist or ts > hist[-1][0]:
+                hist.append((ts, o, h, lo, c, v))
+                self.cursor[symbol] = max(ts, self.cursor.get(symbol, -1))
+                self.marks[symbol] = c
+                done += 1
+        return done
+
     # -- the bar ------------------------------------------------------------
     def step(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
         """A closed bar reaches a simulated venue first (its resting orders fill), then the deployment."""
