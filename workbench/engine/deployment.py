@@ -331,10 +331,27 @@ class DeploymentRuntime:
                 self.set_status("error", f"venue refused: {exc}", by="engine")
             self.emit("order", {"deployment_id": self.id, "client_order_id": req.client_order_id, "status": "rejected", "error": str(exc)})
             return None
+        if req.type == "market" and order.get("status") != "closed":
+            order = self._await_fill(req, order)
         self._record_order_state(req.client_order_id, order)
         if order.get("filled"):
             self._record_fill(req, order)
         self.emit("order", {"deployment_id": self.id, "client_order_id": req.client_order_id, "status": order.get("status"), "order": order})
+        return order
+
+    def _await_fill(self, req: OrderRequest, order: dict[str, Any], tries: int = 10, wait: float = 0.2) -> dict[str, Any]:
+        """A real exchange acknowledges a market order before it reports the fill: ask until it does."""
+        sleep = getattr(self.venue, "sleep", time.sleep)
+        for _ in range(tries):
+            try:
+                found = self.venue.fetch_order(req.symbol, order_id=order.get("id"), client_order_id=req.client_order_id)
+            except VenueError:
+                found = None
+            if found:
+                order = {**order, **{k: v for k, v in found.items() if v is not None}}
+                if order.get("status") in ("closed", "canceled", "cancelled", "rejected", "expired"):
+                    return order
+            sleep(wait)
         return order
 
     def _record_order_state(self, cid: str, order: dict[str, Any]) -> None:
