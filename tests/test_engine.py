@@ -229,6 +229,8 @@ def test_equity_identity_and_limits_hold_on_random_paths(tmp_path_factory, seed,
     engine = Engine(Store(":memory:"), clock=ManualClock(0))
     rt = engine.deploy(spec(symbols=tuple(frames), params={"fast": 5, "slow": 20},
                             risk=NO_PAUSES | {"size_pct": size_pct, "max_open_positions": max_pos, "stop_loss": sl, "max_leverage": lev_cap}))
+    for sym, df in frames.items():
+        rt.precompute(sym, df)
     rows = sorted((int(ts.value // 1_000_000), sym, r) for sym, df in frames.items() for ts, r in zip(df.index, df.itertuples(index=False), strict=True))
     for ts, sym, r in rows:
         engine.clock.set(ts / 1000 + 3600)
