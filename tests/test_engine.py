@@ -247,3 +247,34 @@ def test_equity_identity_and_limits_hold_on_random_paths(tmp_path_factory, seed,
     trades = engine.store.trades(rt.id)
     assert (trades["fees"] >= 0).all()
     assert rt.ledger.realized == pytest.approx(float(trades["pnl"].sum()) if len(trades) else 0.0, abs=1e-9)
+
+
+def test_full_store_stops_trading_instead_of_trading_blind(tmp_path):
+    """A store that cannot write (disk full) must never let an order reach the venue unrecorded."""
+    import sqlite3
+
+    path = tmp_path / "full.sqlite"
+    engine = Engine(Store(path), clock=ManualClock(0))
+    rt = engine.deploy(spec(params={"fast": 5, "slow": 20}))
+    df = sample_ohlcv("BTC/USDT", "1h", 600)
+    rt.precompute("BTC/USDT", df)
+    feed(engine, {"BTC/USDT": df.iloc[:100]}, engine.clock)
+    con = sqlite3.connect(path)
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    con.close()
+    from sqlalchemy import event
+
+    @event.listens_for(engine.store.engine, "connect")
+    def _cap(dbapi_conn, _rec):  # every new connection sees a full disk
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
+
+    engine.store.engine.dispose()
+    sent = []
+    real_create = rt.venue.exchange.create_order
+    rt.venue.exchange.create_order = lambda *a, **k: sent.append(a) or real_create(*a, **k)
+    feed(engine, {"BTC/USDT": df.iloc[100:]}, engine.clock)
+    assert rt.status == "error"
+    assert len(sent) <= 1, "after the first failed write nothing more is sent"
+    reopened = Store(path)  # every order that reached the venue was written ahead of sending it
+    for args in sent:
+        assert reopened.order(args[5]["clientOrderId"]) is not None

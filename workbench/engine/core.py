@@ -9,6 +9,7 @@ an engine recovers its deployments, orders and positions from the store.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import ConfigError, WorkbenchError
+from ..errors import ConfigError, StoreError, VenueError, WorkbenchError
 from ..params import ParamStore
 from ..store import Store
 from ..strategies import get_strategy
@@ -28,6 +29,7 @@ from .deployment import DeploymentRuntime
 from .ledger import OpenPosition
 from .spec import DeploymentSpec
 
+log = logging.getLogger("workbench.engine")
 EVENTS = ("signal", "order", "fill", "trade", "risk_event", "status")
 VenueFactory = Callable[[str, DeploymentSpec], Venue]
 
@@ -255,8 +257,21 @@ class Engine:
     def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float, venue_id: str | None = None) -> None:
         """Hand one closed bar to every deployment that trades `symbol`."""
         for rt in list(self.deployments.values()):
-            if symbol in rt.enabled and (venue_id is None or rt.venue.id == venue_id):
-                rt.step(symbol, ts_ms, o, h, lo, c, v)
+            if symbol in rt.enabled and (venue_id is None or rt.venue.id == venue_id) and rt.status in ("active", "paused"):
+                try:
+                    rt.step(symbol, ts_ms, o, h, lo, c, v)
+                except StoreError as exc:
+                    self._store_failed(rt, exc)
+
+    def _store_failed(self, rt: DeploymentRuntime, exc: StoreError) -> None:
+        """The store cannot record: stop this deployment trading rather than trade blind."""
+        rt.status = "error"
+        log.error("deployment %s stops trading: %s", rt.id, exc)
+        try:
+            self.store.set_status(rt.id, "error", f"store failure, not trading: {exc}")
+        except StoreError:
+            pass  # the store is the problem; the in-memory status already blocks trading
+        self._emit("status", {"deployment_id": rt.id, "from": "active", "to": "error", "reason": str(exc)})
 
     def flush(self) -> None:
         for rt in self.deployments.values():
@@ -267,10 +282,15 @@ class Engine:
         for dep_id in self.recover():
             self.warm_up(dep_id)
         while not (until and until()):
-            for bar in feed.poll(self):
-                self.on_bar(*bar)
-            self.process_commands()
-            self.heartbeat()
+            try:
+                for bar in feed.poll(self):
+                    self.on_bar(*bar)
+                self.process_commands()
+                self.heartbeat()
+            except StoreError as exc:
+                log.error("store unavailable, nothing traded this tick: %s", exc)
+            except VenueError as exc:
+                log.warning("feed failed this tick (will retry): %s", exc)
             await asyncio.sleep(poll_seconds)
         self.flush()
 
