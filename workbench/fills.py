@@ -103,7 +103,13 @@ def stop_order_trigger(side: str, stop: float, open_: float, high: float, low: f
 
 
 def floor_to_step(amount: float, step: float | None) -> float:
-    """Round an amount down to the venue's step (as vectorbt's size_granularity does)."""
+    """Round an amount down to the venue's step.
+
+    Float residue is tolerated (0.0852 / 0.0001 is 851.9999...): an amount
+    already on the step stays on it instead of losing one step.
+    """
     if not step:
         return amount
-    return (amount // step) * step
+    n = math.floor(amount / step * (1 + 1e-12))
+    decimals = max(0, -math.floor(math.log10(step)) + 2)
+    return round(n * step, decimals)

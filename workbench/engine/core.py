@@ -133,7 +133,9 @@ class Engine:
             if row.get("risk_state"):
                 rt.guard = type(rt.guard).from_state(rt.limits, row["risk_state"])
             self._restore_books(rt)
-            self.store.audit(self.actor, "recover", rt.id, {"positions": list(rt.ledger.positions), "cursor": rt.cursor})
+            settled = rt.recover_orders()
+            rt.restart_cursor()
+            self.store.audit(self.actor, "recover", rt.id, {"positions": list(rt.ledger.positions), "cursor": rt.cursor, "orders": settled})
             recovered.append(rt.id)
         return recovered
 

@@ -204,13 +204,17 @@ class DeploymentRuntime:
             self._risk_event("denied", "; ".join(verdict.reasons), {"intent": intent.__dict__, "level": verdict.level}, symbol)
             return
         cid = client_order_id(self.id, symbol, ts_ms, "e")
-        if self.store.order(cid) is not None:
+        if not self._may_send(cid):
             return  # this decision was already acted on (restart)
         order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid), "entry")
         if order is None or not order.get("filled"):
             return
+        self._opened(symbol, cid, order, ts_ms, side, confidence)
+
+    def _opened(self, symbol: str, cid: str, order: dict[str, Any], ts_ms: int, side: str, confidence: float) -> None:
+        """Book a filled entry order as a position and protect it."""
         filled, avg, fee = _fill_of(order)
-        margin = rules.contract or side == "short"
+        margin = self.rules[symbol].contract or side == "short"
         pos_id = self.store.open_position({
             "deployment_id": self.id, "symbol": symbol, "side": side, "amount": filled, "entry_price": avg,
             "entry_at": ts_ms / 1000.0, "entry_fee": fee, "confidence": confidence,
@@ -220,17 +224,70 @@ class DeploymentRuntime:
         self.ledger.open(pos)
         self.store.update_order(cid, position_id=pos_id)
         self._protect(pos, ts_ms)
-        self.emit("fill", {"deployment_id": self.id, "symbol": symbol, "side": intent.side, "amount": filled, "price": avg, "fee": fee})
+        self.emit("fill", {"deployment_id": self.id, "symbol": symbol, "side": "buy" if side == "long" else "sell", "amount": filled, "price": avg, "fee": fee})
 
-    def _protect(self, pos: OpenPosition, ts_ms: int) -> None:
+    # -- recovery ---------------------------------------------------------------
+    def recover_orders(self) -> dict[str, int]:
+        """After a restart, settle every order the store left unfinished by asking the venue.
+
+        An order written ahead but never seen by the venue is marked rejected;
+        one the venue filled while we were down is booked (entry -> position,
+        exit or stop -> closed trade); one still working is left working.
+        """
+        counts = {"booked": 0, "never_sent": 0, "working": 0}
+        for row in self.store.orders(self.id, statuses=("pending", "open", "partially_filled")):
+            cid, symbol = row["client_order_id"], row["symbol"]
+            order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
+            if order is None:
+                if row["status"] == "pending":
+                    self.store.update_order(cid, status="rejected", error=f"{_NEVER_SENT} (found on recovery)")
+                    counts["never_sent"] += 1
+                continue
+            self._record_order_state(cid, order)
+            if order.get("status") != "closed" or not order.get("filled"):
+                counts["working"] += 1
+                continue
+            req = OrderRequest(symbol, row["side"], "market", float(row["amount"]), cid, reduce_only=bool(row["reduce_only"]))
+            self._record_fill(req, order)
+            ts_ms = int(order.get("timestamp") or row["created_at"] * 1000)
+            pos = self.ledger.positions.get(symbol)
+            if row["purpose"] == "entry" and row["position_id"] is None and pos is None:
+                self._opened(symbol, cid, order, ts_ms, "long" if row["side"] == "buy" else "short", 1.0)
+                counts["booked"] += 1
+            elif row["purpose"] in ("exit", "stop_loss", "take_profit") and pos is not None and row["position_id"] in (None, pos.id):
+                _, avg, fee = _fill_of(order)
+                reason = row["purpose"] if row["purpose"] != "exit" else _EXIT_REASON.get(cid.rsplit("-", 1)[-1], "signal")
+                self._cancel_protection(pos, keep=cid)
+                self._book_close(pos, avg, fee, ts_ms, reason)
+                counts["booked"] += 1
+        for pos in list(self.ledger.positions.values()):  # a crash between entry and its stops
+            wants_sl = self.limits.stop_loss is not None and pos.sl_cid is None
+            wants_tp = self.limits.take_profit is not None and pos.tp_cid is None
+            if wants_sl or wants_tp:
+                self._protect(pos, int(pos.entry_at * 1000), sl=wants_sl, tp=wants_tp)
+                counts["booked"] += 1
+        return counts
+
+    def restart_cursor(self) -> None:
+        """Never re-act on a bar that already had activity: move each cursor past the last
+        entry or exit the store holds. Bars after it had none, so replaying them with the
+        restored state gives the same (idle) decisions, and an order the venue never saw is
+        simply decided again."""
+        for row in self.store.positions(self.id, status=None):
+            sym = row["symbol"]
+            marks = [row["entry_at"]] + ([row["closed_at"]] if row["closed_at"] is not None else [])
+            self.cursor[sym] = max(self.cursor.get(sym, -1), int(round(max(marks) * 1000)))
+
+    def _protect(self, pos: OpenPosition, ts_ms: int, sl: bool = True, tp: bool = True) -> None:
+        want_sl, want_tp = sl, tp
         sl, tp = stop_levels(pos.side, pos.entry_price, self.limits.stop_loss, self.limits.take_profit)
         pos.sl_price, pos.tp_price = sl, tp
         exit_side = "sell" if pos.side == "long" else "buy"
-        if sl == sl:
+        if sl == sl and want_sl:
             pos.sl_cid = client_order_id(self.id, pos.symbol, ts_ms, "sl")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id)
             pos.sl_order_id = o.get("id") if o else None
-        if tp == tp:
+        if tp == tp and want_tp:
             pos.tp_cid = client_order_id(self.id, pos.symbol, ts_ms, "tp")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id)
             pos.tp_order_id = o.get("id") if o else None
@@ -308,8 +365,20 @@ class DeploymentRuntime:
         self.emit("trade", trade)
 
     # -- venue calls ----------------------------------------------------------
+    def _may_send(self, cid: str) -> bool:
+        """A client id may be (re)sent if it is new, or if recovery proved the venue never saw it."""
+        row = self.store.order(cid)
+        return row is None or (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT))
+
     def _send(self, req: OrderRequest, purpose: str, position_id: int | None = None) -> dict[str, Any] | None:
         """Write-ahead the order, send it, record the venue's answer; None if it failed."""
+        if self.store.order(req.client_order_id) is not None:  # resending an order the venue never saw
+            self.store.update_order(req.client_order_id, status="pending", error=None, amount=req.amount)
+        else:
+            self._insert_order(req, purpose, position_id)
+        return self._submit(req)
+
+    def _insert_order(self, req: OrderRequest, purpose: str, position_id: int | None) -> None:
         self.store.insert_order({
             "deployment_id": self.id, "client_order_id": req.client_order_id, "symbol": req.symbol, "side": req.side,
             "type": req.type, "amount": req.amount, "price": req.price,
@@ -317,6 +386,8 @@ class DeploymentRuntime:
             "reduce_only": req.reduce_only, "purpose": purpose, "position_id": position_id,
             "status": "pending", "created_at": self._now(),
         })
+
+    def _submit(self, req: OrderRequest) -> dict[str, Any] | None:
         try:
             order = self.venue.create_order(req)
         except LiveTradingRefused as exc:
@@ -419,6 +490,8 @@ class DeploymentRuntime:
 
 
 _HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))
+_NEVER_SENT = "never reached the venue"
+_EXIT_REASON = {"x": "signal", "xs": "stop", "xe": "emergency_stop", "xm": "manual", "xr": "risk"}
 
 
 def _fill_of(order: dict[str, Any]) -> tuple[float, float, float]:
