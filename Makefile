@@ -18,13 +18,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workbench demo
 
-## The whole default test suite (slow tier excluded; it runs with `make test-slow`)
+## The whole test suite: the default tier, then the slow tier with a small count (SLOW_TRIALS=3)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	SLOW_TRIALS=$${SLOW_TRIALS:-3} $(BIN)/python -m pytest -q -m slow
 
-## The slow tier: long trials (crash-restart loops, big grids); SLOW_TRIALS sets the count
+## The slow tier in full: long trials (20 crash-restart trials, big grids); SLOW_TRIALS sets the count
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	SLOW_TRIALS=$${SLOW_TRIALS:-20} $(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
