@@ -248,3 +248,42 @@ def test_cli_range_parsing():
     for bad in ("fast", "fast=", "fast=9:1", "fast=1:5:0", "fast=a,b"):
         with pytest.raises(ConfigError, match="--range"):
             parse_range(bad)
+
+
+@pytest.mark.parametrize("config", [
+    BacktestConfig(),
+    BacktestConfig(sl=0.02, tp=0.04, costs=Costs(taker_fee=0.0005, slippage=0.0005)),
+    BacktestConfig(direction="short", sl=0.02, tp=0.04, costs=Costs(taker_fee=0.0005, slippage=0.0005)),
+    BacktestConfig(direction="short", size_pct=0.5, tp=0.03),
+    BacktestConfig(min_confidence=0.7, size_pct=None, size_quote=3_000, sl=0.01),
+], ids=["long", "sl-tp-slip", "short-sl-tp", "short-half", "quote-conf"])
+def test_kernel_equals_vectorbt_on_every_combination(frames, config):
+    kw = dict(data=frames, config=config, min_trades=0, progress=False)
+    kernel = optimize("sma_cross", list(frames), "1h", engine="kernel", **kw)
+    vbt = optimize("sma_cross", list(frames), "1h", engine="vectorbt", **kw)
+    assert kernel.engine == "kernel" and vbt.engine == "vectorbt"
+    assert len(kernel.table) == 2 * 90
+    a, b = kernel.table[list(METRICS)].to_numpy(), vbt.table[list(METRICS)].to_numpy()
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+            close = np.abs(np.where(same, 0.0, a - b)) <= 1e-9 * np.maximum(1.0, np.abs(np.where(same, 0.0, b)))
+    assert (same | close).all()
+    pd.testing.assert_frame_equal(kernel.table[["symbol", "fast", "slow"]], vbt.table[["symbol", "fast", "slow"]])
+
+
+def test_kernel_rolling_mean_is_pandas_bit_for_bit(frames):
+    from workbench.optimize.kernels import rolling_mean
+
+    close = frames["ETH/USDT"]["close"]
+    for w in (5, 37, 200):
+        np.testing.assert_array_equal(rolling_mean(close.to_numpy(), w), close.rolling(w).mean().to_numpy())
+
+
+def test_engine_choice(frames):
+    auto = optimize("sma_cross", ["BTC/USDT"], "1h", data=frames, ranges=RANGES, progress=False)
+    assert auto.engine == "kernel"
+    both = BacktestConfig(direction="both", size_pct=None, size_quote=1_000)
+    assert optimize("sma_cross", ["BTC/USDT"], "1h", data=frames, ranges=RANGES, config=both,
+                    progress=False).engine == "vectorbt"
+    with pytest.raises(ConfigError, match="No fused kernel"):
+        optimize("rsi_reversion", ["BTC/USDT"], "1h", data=frames, progress=False, engine="kernel")
