@@ -9,6 +9,7 @@ retry never places a second order. Permanent errors surface at once as
 """
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -20,10 +21,25 @@ import ccxt
 from ..errors import LiveTradingRefused, VenueError
 from ..markets import MarketRules
 from .base import OrderRequest
+from .connection import ConnectionState
+
+log = logging.getLogger("workbench.venues")
 
 TRANSIENT = (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.RequestTimeout, ccxt.DDoSProtection, ccxt.RateLimitExceeded)
 PERMANENT = (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.BadSymbol, ccxt.BadRequest)
 # ccxt.OrderNotFound is an InvalidOrder: "the venue does not know this order", answered as None by fetch_order.
+# ccxt.InvalidNonce is a NetworkError (transient): the clock is re-synced with the exchange before the retry.
+
+#: extra params ccxt needs to fetch one order by venue id (bybit refuses without acknowledging its 500-order window)
+FETCH_ORDER_PARAMS: dict[str, dict[str, Any]] = {"bybit": {"acknowledged": True}}
+#: exchanges whose fetch_order takes a client id param; the rest list orders filtered by one
+CLIENT_ID_FETCH_ORDER: dict[str, str] = {"binance": "origClientOrderId", "binanceusdm": "origClientOrderId",
+                                         "binancecoinm": "origClientOrderId"}
+CLIENT_ID_LIST_FILTER: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bybit": ("orderLinkId", ("fetch_open_orders", "fetch_canceled_and_closed_orders")),
+}
+#: error texts that mean "already so", not a failure
+ALREADY_SET = ("leverage not modified", "110043", "no need to change")
 
 
 class PermanentVenueError(VenueError):
@@ -48,16 +64,6 @@ class RetryPolicy:
         return d * (1 + self.jitter * (2 * rng.random() - 1))
 
 
-@dataclass
-class ConnectionState:
-    """Per-venue connection status for panels: disconnected/connecting/connected/error."""
-
-    status: str = "disconnected"
-    last_ok: float | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-
-
 class CcxtVenue:
     """The engine's Venue on top of a ccxt exchange instance."""
 
@@ -70,6 +76,8 @@ class CcxtVenue:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int = 0,
+        markets_ttl: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.exchange = exchange
         self.id = venue_id or str(exchange.id)
@@ -79,38 +87,98 @@ class CcxtVenue:
         self.sleep = sleep
         self.rng = random.Random(seed)
         self.connection = ConnectionState()
+        self.markets_ttl = markets_ttl
+        self.clock = clock
         self._markets: dict[str, MarketRules] = {}
+        self._markets_at: float | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"CcxtVenue({self.id!r}, live={self.live})"
 
     # -- plumbing -----------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, retry: bool = True, **kwargs: Any) -> Any:
+        if self._closed:
+            raise VenueError(f"{self.id} is disconnected: call connect() before {what}.")
         attempt = 0
         while True:
             t0 = time.perf_counter()
             try:
                 out = fn(*args, **kwargs)
-                self.connection = ConnectionState("connected", time.time(), (time.perf_counter() - t0) * 1000, None)
+                self.connection = ConnectionState("connected", self.clock(), (time.perf_counter() - t0) * 1000, None)
                 return out
             except PERMANENT as exc:
-                self.connection.error = f"{type(exc).__name__}: {exc}"
+                self.connection.error = f"{type(exc).__name__}: {_short(exc)}"
                 raise PermanentVenueError(f"{self.id} refused {what}: {type(exc).__name__}: {_short(exc)}", type(exc).__name__) from None
             except TRANSIENT as exc:
-                self.connection = ConnectionState("error", self.connection.last_ok, None, f"{type(exc).__name__}: {_short(exc)}")
+                old = self.connection
+                self.connection = ConnectionState("error", old.last_ok, None, f"{type(exc).__name__}: {_short(exc)}", old.failures + 1)
                 if not retry or attempt + 1 >= self.retry.attempts:
                     raise VenueError(f"{self.id} {what} failed after {attempt + 1} attempt(s): {type(exc).__name__}: {_short(exc)}") from None
-                self.sleep(self.retry.delay(attempt, self.rng))
+                self.sleep(self._retry_delay(exc, attempt))
                 attempt += 1
             except ccxt.BaseError as exc:
                 raise VenueError(f"{self.id} {what} failed: {type(exc).__name__}: {_short(exc)}") from None
 
+    def _retry_delay(self, exc: BaseException, attempt: int) -> float:
+        """Backoff; longer when the exchange says when its rate limit resets; re-sync the clock on a bad nonce."""
+        delay = self.retry.delay(attempt, self.rng)
+        if isinstance(exc, ccxt.InvalidNonce) and hasattr(self.exchange, "load_time_difference"):
+            try:
+                self.exchange.load_time_difference()
+            except Exception:  # noqa: BLE001 - best effort; the retry reports the real failure
+                pass
+        if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+            delay = max(delay, min(self.retry.max_delay, _rate_limit_wait(getattr(self.exchange, "last_response_headers", None), self.clock())))
+        return delay
+
+    # -- connection -------------------------------------------------------------
+    def connect(self) -> ConnectionState:
+        """(Re)connect: reload the markets as a probe; the state says connected or error."""
+        self._closed = False
+        self.connection.status = "connecting"
+        try:
+            self.load_markets(reload=True)
+        except VenueError as exc:
+            self.connection.status, self.connection.error = "error", str(exc)
+        return self.connection
+
+    def disconnect(self) -> None:
+        """Stop talking to the venue until connect(); calls in between raise VenueError."""
+        self._closed = True
+        self.connection = ConnectionState("disconnected", self.connection.last_ok, None, None)
+
+    @property
+    def timeout(self) -> float:
+        """Request timeout in seconds (ccxt's exchange.timeout is in ms)."""
+        return float(self.exchange.timeout) / 1000.0
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise VenueError(f"Request timeout must be a positive number of seconds, got {seconds!r}.")
+        self.exchange.timeout = int(seconds * 1000)
+
     # -- markets --------------------------------------------------------------
     def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
-        if reload or not self._markets:
-            self.connection.status = "connecting"
-            markets = self._call("load_markets", self.exchange.load_markets, reload)
+        """Markets, loaded once; reloaded when `reload` or older than `markets_ttl` seconds.
+
+        A failed refresh keeps the markets already known (trading goes on) and is logged.
+        """
+        stale = self.markets_ttl is not None and self._markets_at is not None and self.clock() - self._markets_at >= self.markets_ttl
+        if reload or stale or not self._markets:
+            if not self._markets:
+                self.connection.status = "connecting"
+            try:
+                markets = self._call("load_markets", self.exchange.load_markets, bool(reload or stale))
+            except VenueError as exc:
+                if self._markets and not reload:
+                    log.warning("%s: market refresh failed, keeping the loaded markets: %s", self.id, exc)
+                    self._markets_at = self.clock()
+                    return self._markets
+                raise
             self._markets = {s: MarketRules.from_ccxt(m) for s, m in markets.items()}
+            self._markets_at = self.clock()
         return self._markets
 
     def market(self, symbol: str) -> MarketRules:
@@ -141,20 +209,47 @@ class CcxtVenue:
         return self._call("fetch_open_orders", self.exchange.fetch_open_orders, symbol)
 
     def set_leverage(self, leverage: float, symbol: str) -> None:
+        """Set `symbol`'s leverage; an exchange answering "not modified" (already so) is fine."""
         if self.exchange.has.get("setLeverage"):
-            self._call("set_leverage", self.exchange.set_leverage, leverage, symbol)
+            try:
+                self._call("set_leverage", self.exchange.set_leverage, leverage, symbol)
+            except PermanentVenueError as exc:
+                if not any(t in str(exc).lower() for t in ALREADY_SET):
+                    raise
 
     # -- orders ---------------------------------------------------------------
     def fetch_order(self, symbol: str, order_id: str | None = None, client_order_id: str | None = None) -> dict[str, Any] | None:
         """An order by venue id or client id; None if the venue does not know it."""
         if order_id:
             try:
-                return self._call("fetch_order", self.exchange.fetch_order, order_id, symbol)
+                params = dict(FETCH_ORDER_PARAMS.get(self.exchange.id, {}))
+                found = self._call("fetch_order", self.exchange.fetch_order, order_id, symbol, params)
+                if found or client_order_id is None:
+                    return found or None
+            except PermanentVenueError as exc:
+                if exc.kind not in ("InvalidOrder", "OrderNotFound", "BadRequest"):
+                    raise
+                if client_order_id is None:
+                    return None
+        if client_order_id is None:
+            return None
+        return self._fetch_by_client_id(symbol, client_order_id)
+
+    def _fetch_by_client_id(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        ex_id = self.exchange.id
+        if ex_id in CLIENT_ID_FETCH_ORDER:
+            try:
+                return self._call("fetch_order", self.exchange.fetch_order, None, symbol, {CLIENT_ID_FETCH_ORDER[ex_id]: client_order_id})
             except PermanentVenueError as exc:
                 if exc.kind in ("InvalidOrder", "OrderNotFound", "BadRequest"):
                     return None
                 raise
-        if client_order_id is None:
+        if ex_id in CLIENT_ID_LIST_FILTER:
+            param, methods = CLIENT_ID_LIST_FILTER[ex_id]
+            for method in methods:
+                for order in self._call(method, getattr(self.exchange, method), symbol, None, None, {param: client_order_id}):
+                    if order.get("clientOrderId") == client_order_id:
+                        return order
             return None
         try:
             found = self._call("fetch_order", self.exchange.fetch_order, None, symbol, {"clientOrderId": client_order_id})
@@ -227,3 +322,18 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
+
+
+def _rate_limit_wait(headers: Any, now: float) -> float:
+    """Seconds until the exchange's rate limit resets, from its reply headers (0 if unknown)."""
+    if not headers:
+        return 0.0
+    lower = {str(k).lower(): v for k, v in dict(headers).items()}
+    try:
+        if "retry-after" in lower:
+            return max(0.0, float(lower["retry-after"]))
+        if "x-bapi-limit-reset-timestamp" in lower:
+            return max(0.0, float(lower["x-bapi-limit-reset-timestamp"]) / 1000.0 - now)
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0
