@@ -61,6 +61,11 @@ class BacktestConfig:
             raise ConfigError(f"leverage must be >= 1, got {self.leverage!r}.")
         if not self.init_cash > 0:
             raise ConfigError(f"init_cash must be positive, got {self.init_cash!r}.")
+        if self.direction == "both" and self.size_pct is not None:
+            raise ConfigError(
+                "direction='both' needs size_quote: a position sized as a percent of cash cannot be reversed "
+                "in one order (vectorbt's rule). Pass size_pct=None, size_quote=<quote amount>."
+            )
         if not 0 <= self.min_confidence <= 1:
             raise ConfigError(f"min_confidence must be in [0, 1], got {self.min_confidence!r}.")
 
