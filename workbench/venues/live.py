@@ -199,11 +199,12 @@ def _account(accounts: AccountStore | None, spec: DeploymentSpec) -> Account:
 
 
 def emulator_account(emulator: Any, name: str = "bybit-emulator", *, api_key: str | None = None,
-                     secret: str | None = None, timeout: float | None = None) -> Account:
+                     secret: str | None = None, timeout: float | None = None, rate_limit_ms: int | None = None) -> Account:
     """A demo 'bybit' account pointed at a local emulator (an Emulator or its URL): the demo's live-like path.
 
     Every ccxt API group is sent to the emulator, in both the live and the test
     URL sets, so sandbox mode stays on it. Keys default to the emulator's demo key.
+    `rate_limit_ms` overrides ccxt's client-side throttle (tests on loopback use 1).
     """
     import ccxt
 
@@ -217,5 +218,7 @@ def emulator_account(emulator: Any, name: str = "bybit-emulator", *, api_key: st
     options: dict[str, Any] = {"urls": {"api": groups, "test": dict(groups)}}
     if timeout is not None:
         options["timeout"] = int(timeout * 1000)
+    if rate_limit_ms is not None:
+        options["rateLimit"] = int(rate_limit_ms)
     return Account(name=name, exchange="bybit", mode="demo", api_key=api_key or DEMO_API_KEY,
                    secret=secret or DEMO_API_SECRET, options=options)
