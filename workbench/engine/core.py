@@ -45,6 +45,8 @@ class Engine:
         self.deployments: dict[str, DeploymentRuntime] = {}
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
         self.id = uuid.uuid4().hex[:12]
+        #: reconciliation hook (workbench.sync.SyncService.attach): sync(rt) on recovery, before trading; raising stops it
+        self.sync: Callable[[DeploymentRuntime], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Engine {self.id}: {len(self.deployments)} deployment(s) on {self.store!r}>"
@@ -136,8 +138,18 @@ class Engine:
             settled = rt.recover_orders()
             rt.restart_cursor()
             self.store.audit(self.actor, "recover", rt.id, {"positions": list(rt.ledger.positions), "cursor": rt.cursor, "orders": settled})
+            self._reconcile(rt)
             recovered.append(rt.id)
         return recovered
+
+    def _reconcile(self, rt: DeploymentRuntime) -> None:
+        """Run the sync hook; if it fails the deployment does not trade (status 'error', with the reason)."""
+        if self.sync is None:
+            return
+        try:
+            self.sync(rt)
+        except WorkbenchError as exc:
+            rt.set_status("error", f"reconciliation failed, not trading: {exc}", by="sync")
 
     def _restore_books(self, rt: DeploymentRuntime) -> None:
         trades = self.store.trades(rt.id)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, func, insert, inspect, select
 
 from . import schema as s
+from . import sync_schema
 
 _V1_TABLES = (
     s.accounts, s.deployments, s.status_changes, s.orders, s.fills, s.positions, s.trades,
@@ -19,8 +20,14 @@ def _v1(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v2(conn: Connection) -> None:
+    """workbench.sync: reconciliation runs, differences, cursors, ignored holdings, learning records."""
+    for table in sync_schema.SYNC_TABLES:
+        table.create(conn, checkfirst=True)
+
+
 #: (version, migration); append new ones, never edit old ones
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
 LATEST = MIGRATIONS[-1][0]
 
 
