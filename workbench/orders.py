@@ -240,7 +240,7 @@ class OrderDesk:
         return f"wbm{dep}-{uuid.uuid4().hex[:20]}"[:36]
 
     def _rejected(self, cid: str, why: str) -> None:
-        self.store.update_order(cid, status="rejected", error=why)
+        self.store.update_order(cid, status="rejected", at=self.clock(), error=why)
         self.store.audit(self.actor, "order_rejected", self.deployment_id, {"client_order_id": cid, "reason": why})
 
     def _record(self, cid: str, order: Mapping[str, Any]) -> None:
@@ -251,7 +251,7 @@ class OrderDesk:
         if status == "cancelled" and filled > 0:
             status = "partially_filled" if filled < float(order.get("amount") or filled) else "filled"
         old = self.store.order(cid)
-        self.store.update_order(cid, status=status, venue_order_id=str(order.get("id")) if order.get("id") else None,
+        self.store.update_order(cid, status=status, at=self.clock(), venue_order_id=str(order.get("id")) if order.get("id") else None,
                                 filled=filled, avg_price=order.get("average"))
         if old is None or old["status"] != status:
             self.store.audit("venue", f"order:{status}", self.deployment_id, {"client_order_id": cid, "filled": filled})

@@ -1,0 +1,187 @@
+"""Manual orders, positions and the account summary (OrderDesk, account_summary) on the paper venue."""
+from __future__ import annotations
+
+import pytest
+
+from workbench.engine import Engine
+from workbench.engine.clock import ManualClock
+from workbench.engine.spec import DeploymentSpec
+from workbench.errors import ConfigError, LiveTradingRefused, VenueError
+from workbench.orders import OrderDesk, account_summary
+from workbench.store import Store
+from workbench.venues.ccxt_venue import CcxtVenue
+from workbench.venues.paper_venue import paper_venue
+
+PERP, SPOT = "BTC/USDT:USDT", "BTC/USDT"
+T0 = 1_706_745_600_000
+H = 3_600_000
+
+
+def venue_with_prices(store, price=40_000.0, cash=100_000.0):
+    spec = DeploymentSpec(strategy="sma_cross", symbols=(PERP,), params={"fast": 5, "slow": 20}, initial_cash=cash)
+    venue = paper_venue("desk", spec, store)
+    for sym in (PERP, SPOT):
+        venue.exchange.feed_bar(sym, T0, price, price, price, price, 1.0)
+    return venue
+
+
+def bar(venue, symbol, i, o, h, lo, c):
+    venue.exchange.feed_bar(symbol, T0 + i * H, o, h, lo, c, 1.0)
+
+
+@pytest.fixture
+def store():
+    return Store(":memory:")
+
+
+@pytest.fixture
+def venue(store):
+    return venue_with_prices(store)
+
+
+@pytest.fixture
+def desk(store, venue):
+    return OrderDesk(store, venue, limits={"max_position_quote": 20_000, "max_leverage": 3, "leverage": 3})
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("BTC/USDT:USD", "buy", 0.1), {}, "Did you mean"),
+        ((PERP, "long", 0.1), {}, "side"),
+        ((PERP, "buy", 0), {}, "positive"),
+        ((PERP, "buy", float("nan")), {}, "positive"),
+        ((PERP, "buy", 0.1), {"type": "limit"}, "needs a price"),
+        ((PERP, "buy", 0.1), {"type": "limit", "price": -1}, "positive"),
+        ((PERP, "buy", 0.1), {"price": 40_000}, "market order takes no price"),
+        ((PERP, "buy", 0.1), {"type": "stop_limit"}, "order type"),
+        ((PERP, "buy", 0.00001), {}, "rounds to 0|below the minimum"),
+        ((PERP, "buy", 0.6), {}, "max_position_quote"),
+    ],
+)
+def test_validation_says_what_to_change(desk, args, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        desk.validate(*args, **kwargs)
+
+
+def test_caps_per_order_and_leverage(store, venue):
+    with pytest.raises(ConfigError, match="desk's cap"):
+        OrderDesk(store, venue, max_notional=1_000).validate(PERP, "buy", 0.1)
+    with pytest.raises(ConfigError, match="max_leverage"):
+        OrderDesk(store, venue, limits={"max_leverage": 0.5}).validate(PERP, "buy", 2)
+    checked = OrderDesk(store, venue).validate(PERP, "buy", 0.12345)
+    assert checked.amount == venue.market(PERP).round_amount(0.12345) and checked.notional == pytest.approx(checked.amount * 40_000)
+
+
+def test_preview_estimates_cost_fee_margin_and_resulting_position(desk, venue):
+    venue.exchange.set_leverage(3, PERP)
+    p = desk.preview(PERP, "buy", 0.25)
+    taker = venue.exchange.markets[PERP]["taker"]
+    assert p["notional"] == pytest.approx(0.25 * 40_000)
+    assert p["fee"] == pytest.approx(p["notional"] * taker) and p["estimated_cost"] == pytest.approx(p["notional"] + p["fee"])
+    assert p["margin"] == pytest.approx(p["notional"] / 3)
+    assert p["position_before"]["side"] is None and p["position_after"] == {"side": "long", "amount": 0.25, "entry_price": 40_000}
+    desk.place(PERP, "buy", 0.25, confirm=True)
+    bar(venue, PERP, 1, 40_000, 44_000, 40_000, 44_000)
+    more = desk.preview(PERP, "buy", 0.1)
+    assert more["position_after"]["amount"] == pytest.approx(0.35)
+    assert more["position_after"]["entry_price"] == pytest.approx((0.25 * 40_000 + 0.1 * 44_000) / 0.35, rel=1e-3)
+    cut = desk.preview(PERP, "sell", 0.1, reduce_only=True)
+    assert cut["position_after"]["amount"] == pytest.approx(0.15) and cut["margin"] == 0
+    limit = desk.preview(PERP, "sell", 0.1, type="limit", price=50_000)
+    assert limit["fee_rate"] == venue.exchange.markets[PERP]["maker"]  # resting: maker
+
+
+def test_place_needs_confirmation_then_tracks_and_audits(store, desk, venue):
+    with pytest.raises(ConfigError, match="confirm=True"):
+        desk.place(PERP, "buy", 0.1)
+    assert store.orders() == []
+    row = desk.place(PERP, "buy", 0.1, confirm=True)
+    assert row["status"] == "filled" and row["purpose"] == "manual" and row["filled"] == pytest.approx(0.1)
+    assert [status for _, status in row["status_history"]] == ["pending", "filled"]
+    rest = desk.place(PERP, "sell", 0.05, type="limit", price=42_000, confirm=True)
+    assert rest["status"] == "open"
+    assert desk.refresh()[0]["status"] == "open"
+    bar(venue, PERP, 1, 40_000, 42_500, 39_900, 42_400)  # crosses the limit
+    (after,) = desk.refresh()
+    assert after["status"] == "filled" and after["avg_price"] == pytest.approx(42_000)
+    other = desk.place(PERP, "sell", 0.05, type="limit", price=45_000, confirm=True)
+    assert desk.cancel(other["client_order_id"])["status"] == "cancelled"
+    with pytest.raises(ConfigError, match="already cancelled"):
+        desk.cancel(other["client_order_id"])
+    with pytest.raises(ConfigError, match="No manual order"):
+        desk.cancel("nope")
+    actions = list(store.frame("audit").action)
+    assert actions.count("order_place") == 3 and "order_cancel" in actions and "order:filled" in actions
+    assert {o["purpose"] for o in desk.orders()} == {"manual"} and len(desk.orders()) == 3
+
+
+def test_positions_and_close_at_market(store, desk, venue):
+    desk.place(PERP, "sell", 0.2, confirm=True)
+    (pos,) = desk.positions()
+    assert pos["side"] == "short" and pos["contracts"] == pytest.approx(0.2) and pos["liquidationPrice"] > 40_000
+    closed = desk.close_position(PERP)
+    assert closed["status"] == "filled" and closed["reduce_only"] and closed["side"] == "buy"
+    assert desk.positions() == [] and desk.close_position(PERP) is None
+
+
+def test_spot_position_is_the_base_coin_held(store, desk):
+    desk.place(SPOT, "buy", 0.1, confirm=True)
+    closed = desk.close_position(SPOT)
+    assert closed["status"] == "filled" and closed["side"] == "sell"
+
+
+def test_venue_refusal_is_recorded_and_raised(store, venue):
+    desk = OrderDesk(store, venue)
+    with pytest.raises(VenueError, match="InsufficientFunds"):
+        desk.place(PERP, "buy", 10, confirm=True)  # 400k notional at 1x on 100k
+    (row,) = store.orders()
+    assert row["status"] == "rejected" and "InsufficientFunds" in row["error"]
+    assert "order_rejected" in list(store.frame("audit").action)
+
+
+def test_live_venue_without_confirmation_is_refused_and_recorded(store, venue):
+    live = CcxtVenue(venue.exchange, venue_id="live-test", live=True, live_confirmed=False)
+    desk = OrderDesk(store, live)
+    with pytest.raises(LiveTradingRefused):
+        desk.place(PERP, "buy", 0.1, confirm=True)
+    (row,) = store.orders()
+    assert row["status"] == "rejected"
+    assert list(store.frame("risk_events").kind) == ["live_refused"]
+    assert venue.exchange.fetch_positions() == [] or not any(p["contracts"] for p in venue.exchange.fetch_positions())
+
+
+def test_close_of_a_deployment_position_is_booked_by_the_engine(tmp_path):
+    store = Store(":memory:")
+    engine = Engine(store, clock=ManualClock(T0 / 1000))
+    rt = engine.deploy({"strategy": "sma_cross", "symbols": [PERP], "params": {"fast": 5, "slow": 20},
+                        "risk": {"daily_loss_limit": None, "drawdown_limit": None, "stop_loss": None, "take_profit": None}})
+    from workbench.data import sample_ohlcv
+
+    df = sample_ohlcv("BTC/USDT", "1h", bars=400)
+    for ts, r in zip(df.index.as_unit("ms").asi8, df.itertuples(index=False), strict=True):
+        engine.on_bar(PERP, int(ts), r.open, r.high, r.low, r.close, r.volume)
+        if rt.ledger.positions:
+            break
+    assert rt.ledger.positions
+    desk = OrderDesk(engine, rt.venue, deployment_id=rt.id)
+    row = desk.close_position(PERP)
+    assert row["purpose"] == "exit" and not rt.ledger.positions
+    assert store.trades(rt.id)["exit_reason"].tolist() == ["manual"]
+
+
+def test_account_summary_balances_margin_and_positions(store, desk, venue):
+    empty = account_summary(venue)
+    assert empty["total_balance"] == pytest.approx(100_000) and empty["margin_status"] == "no positions"
+    assert empty["open_positions"] == [] and empty["position_value"] == 0
+    venue.exchange.set_leverage(3, PERP)
+    desk.place(PERP, "buy", 0.3, confirm=True)
+    bar(venue, PERP, 1, 40_000, 41_000, 39_000, 39_000)
+    s = account_summary(venue)
+    (pos,) = s["open_positions"]
+    assert s["unrealized_pnl"] == pytest.approx(-0.3 * 1_000, rel=1e-3)
+    assert s["position_value"] == pytest.approx(0.3 * 39_000)
+    assert s["margin_balance"] == pytest.approx(s["total_balance"] + s["unrealized_pnl"])
+    assert s["available"] < s["total_balance"] and s["initial_margin"] == pytest.approx(0.3 * 40_000 / 3, rel=1e-3)
+    assert s["leverage"] == pytest.approx(s["position_value"] / s["margin_balance"])
+    assert s["margin_status"] == "ok" and s["margin_level"] > 1 and pos["liquidationPrice"] < 39_000
