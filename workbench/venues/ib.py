@@ -202,12 +202,10 @@ class IBVenue:
     def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         tickers = self._call("fetch_ticker", self.ib.reqTickers, self.contract(symbol))
         t = tickers[0] if tickers else None
-        last = _num(getattr(t, "last", None)) or _num(getattr(t, "close", None))
-        if last is None and t is not None:
-            bid, ask = _num(getattr(t, "bid", None)), _num(getattr(t, "ask", None))
-            last = (bid + ask) / 2 if bid and ask else None
-        return {"symbol": symbol, "last": last, "close": last, "bid": _num(getattr(t, "bid", None)),
-                "ask": _num(getattr(t, "ask", None)), "timestamp": _ms(getattr(t, "time", None)), "info": t}
+        bid, ask = _pos(getattr(t, "bid", None)), _pos(getattr(t, "ask", None))  # IB marks unset prices -1 or nan
+        last = _pos(getattr(t, "last", None)) or _pos(getattr(t, "close", None)) or ((bid + ask) / 2 if bid and ask else None)
+        return {"symbol": symbol, "last": last, "close": last, "bid": bid, "ask": ask,
+                "timestamp": _ms(getattr(t, "time", None)), "info": t}
 
     def fetch_ohlcv(self, symbol: str, timeframe: str, since: int | None = None, limit: int | None = None) -> list[list[float]]:
         if timeframe not in BAR_SIZES:
