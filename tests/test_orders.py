@@ -185,3 +185,51 @@ def test_account_summary_balances_margin_and_positions(store, desk, venue):
     assert s["available"] < s["total_balance"] and s["initial_margin"] == pytest.approx(0.3 * 40_000 / 3, rel=1e-3)
     assert s["leverage"] == pytest.approx(s["position_value"] / s["margin_balance"])
     assert s["margin_status"] == "ok" and s["margin_level"] > 1 and pos["liquidationPrice"] < 39_000
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+def cli(*argv):
+    import argparse
+
+    from workbench.cli import orders as cli_orders
+
+    parser = argparse.ArgumentParser(prog="workbench")
+    parser.add_argument("--home")
+    cli_orders.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+@pytest.fixture
+def cli_home(tmp_path, monkeypatch, emulator):
+    from cryptography.fernet import Fernet
+
+    from workbench.accounts import AccountStore, accounts_path
+    from workbench.venues.live import emulator_account
+
+    monkeypatch.setenv("WORKBENCH_ACCOUNTS_KEY", Fernet.generate_key().decode())
+    monkeypatch.setattr("workbench.accounts.keys.system_keyring", lambda: None)
+    AccountStore(accounts_path(tmp_path)).add(emulator_account(emulator, name="emu", timeout=1.0, rate_limit_ms=1))
+    return str(tmp_path)
+
+
+def test_cli_preview_place_list_close_and_summary_on_the_emulator(cli_home, emulator, capsys):
+    import json
+
+    assert cli("--home", cli_home, "order", "preview", PERP, "buy", "0.05", "--account", "emu", "--json") == 0
+    preview = json.loads(capsys.readouterr().out)
+    assert preview["amount"] == 0.05 and preview["position_after"]["side"] == "long"
+    assert cli("--home", cli_home, "order", "place", PERP, "buy", "0.05", "--account", "emu") == 1  # no --yes: not sent
+    assert "not sent" in capsys.readouterr().out and emulator.orders() == []
+    assert cli("--home", cli_home, "order", "place", PERP, "buy", "0.05", "--account", "emu", "--yes", "--json") == 0
+    placed = json.loads(capsys.readouterr().out)
+    assert placed["status"] == "filled" and len(emulator.orders(placed["client_order_id"])) == 1
+    assert cli("--home", cli_home, "order", "list", "--account", "emu", "--json") == 0
+    assert [o["client_order_id"] for o in json.loads(capsys.readouterr().out)] == [placed["client_order_id"]]
+    assert cli("--home", cli_home, "order", "summary", "--account", "emu") == 0
+    out = capsys.readouterr().out
+    assert "margin_status" in out and "wb-emulator-demo-secret" not in out
+    assert cli("--home", cli_home, "close", PERP, "--account", "emu", "--json") == 0
+    assert float(emulator.position(PERP)["size"]) == 0.0
+    with pytest.raises(ConfigError, match="--account NAME"):
+        cli("--home", cli_home, "order", "positions")
