@@ -86,6 +86,7 @@ class VenueReport:
         for c in ("amount", "price", "fee", "at"):
             tr[c] = pd.to_numeric(tr[c], errors="coerce").astype(float)
         tr["manual"] = tr["manual"].fillna(False).astype(bool)
+        tr = tr.drop_duplicates("trade_id", keep="last").reset_index(drop=True)  # overlapping pages
         pos = _frame(positions, VPOS_COLS)
         pos["amount"] = pd.to_numeric(pos["amount"], errors="coerce").astype(float)
         return cls(tr, _frame(orders, VORDER_COLS), pos, _frame(balances, BALANCE_COLS), fetched_at)
