@@ -268,3 +268,28 @@ def test_connect_disconnect_timeout_and_reconnect_with_backoff():
 def test_connection_state_shape():
     state = ConnectionState()
     assert state.as_dict() == {"status": "disconnected", "last_ok": None, "latency_ms": None, "error": None, "failures": 0, "retry_at": None}
+
+
+def test_invalid_nonce_resyncs_the_clock_and_retries():
+    class Skewed(FlakyExchange):
+        synced = 0
+
+        def load_time_difference(self):
+            self.synced += 1
+            self.fail = None  # the clock is right again
+
+    ex = Skewed()
+    ex.fail = ccxt.InvalidNonce("bybit {\"retCode\":10002,\"retMsg\":\"invalid request, please check your server timestamp\"}")
+    sleeps = []
+    venue = CcxtVenue(ex, retry=RetryPolicy(attempts=3, base_delay=0.001), sleep=sleeps.append)
+    assert "BTC/USDT" in venue.load_markets()
+    assert ex.synced == 1 and ex.calls == 2 and len(sleeps) == 1
+
+
+def test_permanent_errors_surface_at_once_with_their_kind():
+    ex = FlakyExchange()
+    ex.fail = ccxt.AuthenticationError("bybit {\"retCode\":10003,\"retMsg\":\"API key is invalid.\"}")
+    venue = CcxtVenue(ex, retry=RetryPolicy(attempts=5), sleep=lambda s: pytest.fail("a permanent error is not retried"))
+    with pytest.raises(VenueError) as err:
+        venue.load_markets()
+    assert err.value.kind == "AuthenticationError" and ex.calls == 1 and "API key is invalid" in str(err.value)
