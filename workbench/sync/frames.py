@@ -161,8 +161,15 @@ def balances_frame(balance: Mapping[str, Any]) -> pd.DataFrame:
 
 def ledger_from_store(store: Store, venue_id: str, deployment_ids: Iterable[str], symbols: Mapping[str, str | None] | None = None,
                       since: float | None = None, ignored: Any = None) -> Ledger:
-    """Our ledger for `deployment_ids` on `venue_id`: fills recorded on that venue (since `since`), their orders, open positions."""
+    """Our ledger for `deployment_ids` on `venue_id`: fills recorded on that venue (since `since`), their orders, open positions.
+
+    `ignored` holdings default to those recorded for the venue (ignore_position corrections).
+    """
+    from ..store import sync_schema as ss
+
     dep_ids = list(deployment_ids)
+    if ignored is None:
+        ignored = store.frame(ss.sync_ignored.name, venue_id=venue_id)
     stmt = select(*(t.fills.c[c] for c in FILL_COLS)).where(t.fills.c.venue == venue_id)
     if since is not None:
         stmt = stmt.where(t.fills.c.at >= since)

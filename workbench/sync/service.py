@@ -199,7 +199,7 @@ class SyncService:
             raise ReconcileError(f"Could not reconcile with {venue.id}: {exc}") from None
         since = None if since_ms is None else since_ms / 1000.0
         ledger = ledger_from_store(self.store, venue.id, target.deployment_ids, symbols,
-                                   since=None if since is None else since - 60.0, ignored=records.ignored(self.store, venue.id))
+                                   since=None if since is None else since - 60.0)
         tol = tolerances_from_markets({s: markets[s] for s in symbols if s in markets}, **self.tolerance_args)
         diffs = diff(ledger, report, tol, since=since)
         if deployment_id is not None:
