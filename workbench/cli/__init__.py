@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "workbench.cli.engine",
     "workbench.cli.accounts",
     "workbench.cli.emulator",
+    "workbench.cli.orders",
 )
 
 

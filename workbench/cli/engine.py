@@ -168,10 +168,13 @@ def _wait(store, cid: int, seconds: float, what: str) -> int:
 def cmd_engine(args: argparse.Namespace) -> int:
     import asyncio
 
+    from ..accounts import AccountStore, accounts_path
     from ..engine import Engine
     from ..engine.feeds import SampleFeed, VenueFeed
+    from ..venues.live import venue_factory
 
-    engine = Engine(open_store(args))
+    store = open_store(args)
+    engine = Engine(store, venue_factory=venue_factory(store, AccountStore(accounts_path(home(args)))))
     recovered = engine.recover()
     print(f"engine {engine.id} on {engine.store.url}: recovered {len(recovered)} deployment(s); Ctrl-C to stop")
     feed = SampleFeed() if args.feed == "sample" else VenueFeed()

@@ -73,6 +73,8 @@ class DeploymentRuntime:
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
         self.live_venue = bool(getattr(venue, "live", False))
+        # a venue that fills from the bars we feed it (the paper exchange), as opposed to a real market
+        self.simulated = getattr(getattr(venue, "exchange", None), "feed_bar", None) is not None
         self.paused_by: str | None = None  # 'risk' pauses lift themselves; a person's pause waits for a person
 
     # -- helpers --------------------------------------------------------------
@@ -299,8 +301,8 @@ class DeploymentRuntime:
         pos = self.ledger.positions.get(symbol)
         if pos is None or (pos.sl_cid is None and pos.tp_cid is None):
             return False
-        if not self.live_venue and stop_exit(pos.side, pos.sl_price, pos.tp_price, o, h, lo) is None:
-            return False  # bar never touched a level: nothing can have filled (saves venue calls in replays)
+        if self.simulated and stop_exit(pos.side, pos.sl_price, pos.tp_price, o, h, lo) is None:
+            return False  # the simulator fills from these very bars: untouched levels cannot have filled
         for cid, oid, reason in ((pos.sl_cid, pos.sl_order_id, "stop_loss"), (pos.tp_cid, pos.tp_order_id, "take_profit")):
             if cid is None:
                 continue
