@@ -293,10 +293,17 @@ class Engine:
 
     async def run(self, feed: Any, poll_seconds: float = 0.5, until: Callable[[], bool] | None = None) -> None:
         """Run until `until()` is true: take closed bars from `feed`, and commands from the store."""
+        from ..venues.connection import Reconnector
+
         for dep_id in self.recover():
             self.warm_up(dep_id)
+        reconnector = Reconnector(clock=self.clock.now)
         while not (until and until()):
             try:
+                for rt in self.deployments.values():
+                    if hasattr(rt.venue, "connect") and hasattr(rt.venue, "connection"):
+                        reconnector.add(rt.venue)
+                reconnector.poll()
                 for bar in feed.poll(self):
                     self.on_bar(*bar)
                 self.process_commands()
