@@ -127,7 +127,11 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
 
 def _persist_venue(rt: DeploymentRuntime) -> None:
     exchange = getattr(rt.venue, "exchange", None)
-    if exchange is not None and hasattr(exchange, "snapshot"):
+    if exchange is None or not hasattr(exchange, "snapshot"):
+        return
+    if getattr(exchange, "_on_delta", None) is not None:
+        exchange.persist()  # the head with the last prices: orders and trades were saved as they happened
+    else:
         rt.store.save_venue_state(rt.venue.id, exchange.snapshot())
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, create_engine, event, insert, select, update
+from sqlalchemy import Connection, create_engine, delete, event, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
@@ -249,16 +249,56 @@ class Store:
         return rows[0] if rows else None
 
     # -- venue state ----------------------------------------------------------
+    # A venue's state is one row (a full snapshot) plus, after it, incremental rows
+    # '<venue_id>#head', '<venue_id>#o:<order id>', '<venue_id>#t:<trade id>' written
+    # by save_venue_delta, so saving after each order costs the change, not the history.
     def save_venue_state(self, venue_id: str, state: Mapping[str, Any]) -> None:
+        """Save a venue's full state (replacing its incremental rows)."""
         now = time.time()
         with self.tx() as conn:
+            conn.execute(delete(t.venue_state).where(t.venue_state.c.venue_id.startswith(venue_id + "#", autoescape=True)))
             done = conn.execute(update(t.venue_state).where(t.venue_state.c.venue_id == venue_id).values(state=_jsonable(state), updated_at=now)).rowcount
             if not done:
                 conn.execute(insert(t.venue_state).values(venue_id=venue_id, state=_jsonable(state), updated_at=now))
 
+    def save_venue_delta(self, venue_id: str, delta: Mapping[str, Any]) -> None:
+        """Apply a paper venue's delta (``PaperExchange.delta()``: head, changed orders, new trades) atomically."""
+        now = time.time()
+        rows = [{"venue_id": f"{venue_id}#head", "state": delta["head"], "updated_at": now}]
+        rows += [{"venue_id": f"{venue_id}#o:{o['id']}", "state": o, "updated_at": now} for o in delta.get("orders") or ()]
+        rows += [{"venue_id": f"{venue_id}#t:{tr['id']}", "state": tr, "updated_at": now} for tr in delta.get("trades") or ()]
+        rows = _jsonable(rows)
+        with self.tx() as conn:
+            conn.execute(delete(t.venue_state).where(t.venue_state.c.venue_id.in_([r["venue_id"] for r in rows])))
+            conn.execute(insert(t.venue_state), rows)
+
     def load_venue_state(self, venue_id: str) -> dict[str, Any] | None:
-        rows = self._rows(select(t.venue_state.c.state).where(t.venue_state.c.venue_id == venue_id))
-        return rows[0]["state"] if rows else None
+        """The venue's state: its full snapshot with every later delta applied (None if never saved)."""
+        vs = t.venue_state.c
+        rows = self._rows(select(vs.venue_id, vs.state).where((vs.venue_id == venue_id) | vs.venue_id.startswith(venue_id + "#", autoescape=True)))
+        if not rows:
+            return None
+        base = next((r["state"] for r in rows if r["venue_id"] == venue_id), None)
+        parts = [r for r in rows if r["venue_id"] != venue_id]
+        if not parts:
+            return base
+        state = dict(base or {})
+        orders = {str(o["id"]): o for o in state.get("orders") or ()}
+        trades = {str(x["id"]): x for x in state.get("trades") or ()}
+        for r in parts:
+            kind = r["venue_id"][len(venue_id) + 1:]
+            if kind == "head":
+                state.update(r["state"])
+            elif kind.startswith("o:"):
+                orders[kind[2:]] = r["state"]
+            elif kind.startswith("t:"):
+                trades[kind[2:]] = r["state"]
+        state["orders"] = [orders[k] for k in sorted(orders, key=_id_key)]
+        state["trades"] = [trades[k] for k in sorted(trades, key=_id_key)]
+        return state
+
+def _id_key(key: str) -> tuple[int, int | str]:
+    return (0, int(key)) if key.isdigit() else (1, key)
 
 
 def _jsonable(value: Any) -> Any:

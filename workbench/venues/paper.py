@@ -50,6 +50,12 @@ Persistence
     the next fed bar sets the price again. So a 500k-bar replay with a few
     trades snapshots a few times, not per bar. Bar history is not persisted
     (reload it with ``load_history``).
+    A full snapshot grows with every order and trade, so saving one per
+    change is quadratic over a long run. ``on_delta(delta)`` (preferred to
+    ``on_change`` when given) receives :meth:`delta` instead: the small head
+    state plus only the orders changed and trades made since the last delta.
+    Applying the deltas in order to a snapshot gives the current snapshot
+    (``Store.save_venue_delta`` does this).
 
 Time
     Timestamps come from the injected ``clock`` (ms) or, without one, from the
@@ -72,7 +78,7 @@ from .paper_accounts import step_floor
 from .paper_markets import build_market, default_markets, infer_market
 from .paper_views import PaperViews
 
-_OWN_KEYS = ("balance", "costs", "markets", "partial_fill_volume_fraction", "state", "on_change", "clock",
+_OWN_KEYS = ("balance", "costs", "markets", "partial_fill_volume_fraction", "state", "on_change", "on_delta", "clock",
              "liquidation", "maintenance_margin_rate", "history_limit", "auto_markets")
 _NAN = float("nan")
 _INF = float("inf")
@@ -134,11 +140,13 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self.auto_markets = bool(own.get("auto_markets", True))
         clock = own.get("clock")
         on_change = own.get("on_change")
-        for name, fn in (("clock", clock), ("on_change", on_change)):
+        on_delta = own.get("on_delta")
+        for name, fn in (("clock", clock), ("on_change", on_change), ("on_delta", on_delta)):
             if fn is not None and not callable(fn):
                 raise ConfigError(f"{name} must be a callable, got {fn!r}.")
         self._clock: Callable[[], float] | None = clock
         self._on_change: Callable[[dict[str, Any]], None] | None = on_change
+        self._on_delta: Callable[[dict[str, Any]], None] | None = on_delta
         self._specs: list[Any] = list(own.get("markets") or default_markets())
         self._bars: dict[str, list[list[float]]] = {}
         self._reset()
@@ -164,6 +172,8 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self._ids = {"order": 0, "trade": 0}
         self._now_ms: int | None = None
         self._added_specs: list[Any] = []
+        self._touched: set[str] = set()  # orders changed since the last delta
+        self._trades_saved = 0  # trades already given out by delta()
 
     def _set_cash(self, balance: Mapping[str, float]) -> None:
         if not isinstance(balance, Mapping):
@@ -183,6 +193,28 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             "markets": self._added_specs,
         })
 
+    def _head(self) -> dict[str, Any]:
+        return {"version": SNAPSHOT_VERSION, "cash": self._cash, "positions": self._positions, "leverage": self._leverage,
+                "last": self._last, "seq": self._seq, "ids": self._ids, "now": self._now_ms, "markets": self._added_specs}
+
+    def delta(self) -> dict[str, Any]:
+        """What changed since the last delta: ``head`` (everything but orders and trades), the changed
+        ``orders`` and the new ``trades``, JSON-serializable; clears ``dirty``."""
+        orders = [self._orders[i] for i in sorted(self._touched, key=int)]
+        out = copy.deepcopy({"version": SNAPSHOT_VERSION, "head": self._head(), "orders": orders,
+                             "trades": self._trades[self._trades_saved:]})
+        self._touched.clear()
+        self._trades_saved = len(self._trades)
+        self.dirty = False
+        return out
+
+    def persist(self) -> None:
+        """Hand the current state to ``on_delta`` (or ``on_change``) even if only prices moved."""
+        if self._on_delta is not None:
+            self._on_delta(self.delta())
+        elif self._on_change is not None:
+            self._on_change(self.snapshot())
+
     def _restore(self, state: Mapping[str, Any]) -> None:
         version = state.get("version") if isinstance(state, Mapping) else None
         if version != SNAPSHOT_VERSION:
@@ -201,12 +233,19 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self._seq, self._ids, self._now_ms = s["seq"], s["ids"], s["now"]
         self._added_specs = s.get("markets", [])
         self._specs.extend(self._added_specs)
+        self._trades_saved = len(self._trades)
 
-    def _changed(self) -> None:
+    def _changed(self, order: dict[str, Any] | None = None) -> None:
         self.dirty = True
+        if order is not None:
+            self._touched.add(order["id"])
 
     def _notify(self) -> None:
-        if self.dirty and self._on_change is not None:
+        if not self.dirty:
+            return
+        if self._on_delta is not None:
+            self._on_delta(self.delta())
+        elif self._on_change is not None:
             self._on_change(self.snapshot())
 
     # -- markets --------------------------------------------------------------
@@ -515,7 +554,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         if cid is not None:
             self._by_cid[cid] = oid
         self._open.setdefault(symbol, []).append(oid)
-        self._changed()
+        self._changed(order)
         return order
 
     def _close_order(self, order: dict[str, Any], status: str) -> None:
@@ -526,7 +565,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             ids.remove(order["id"])
         if not ids:
             self._open.pop(order["symbol"], None)
-        self._changed()
+        self._changed(order)
 
     def _cancel(self, order: dict[str, Any], why: str) -> None:
         order["info"]["cancelReason"] = why

@@ -214,7 +214,7 @@ class PaperAccounts:
         if order["filled"] >= order["amount"] * (1 - 1e-9):
             order["filled"] = order["amount"]
             self._close_order(order, "closed")
-        self._changed()
+        self._changed(order)
         self._after_fill(symbol, order["id"])
         return qty
 

@@ -45,6 +45,6 @@ def paper_venue(
         "costs": spec.costs,
         "state": state,
         "markets": specs,
-        "on_change": lambda snap: store.save_venue_state(venue_id, snap),
+        "on_delta": lambda delta: store.save_venue_delta(venue_id, delta),
     })
     return CcxtVenue(exchange, venue_id=venue_id)

@@ -52,9 +52,12 @@ class PaperViews(PaperAccounts):
 
     def _trades_by_id(self) -> dict[str, dict[str, Any]]:
         cache = getattr(self, "_trade_index", None)
-        if cache is None or len(cache) != len(self._trades):
+        if cache is None or getattr(self, "_trade_list", None) is not self._trades or len(cache) > len(self._trades):
             cache = {t["id"]: t for t in self._trades}
-            self._trade_index = cache
+            self._trade_index, self._trade_list = cache, self._trades
+        elif len(cache) < len(self._trades):  # trades are only ever appended: index the new ones
+            for t in self._trades[len(cache):]:
+                cache[t["id"]] = t
         return cache
 
     def fetch_order(self, id: str | None, symbol: str | None = None, params: dict | None = None) -> dict[str, Any]:
