@@ -112,6 +112,7 @@ def test_engine_start_reconciles_before_trading(tmp_path):
 
     def broken(rt):
         rt.venue.exchange.fetch_my_trades = _raise
+        rt.venue.sleep = lambda _s: None  # the venue retries transient errors with backoff: no real waiting in tests
         return service.sync_runtime(rt)
 
     third.sync = broken
@@ -126,3 +127,37 @@ def _raise(*a, **k):
     import ccxt
 
     raise ccxt.ExchangeNotAvailable("maintenance")
+
+
+def test_cli_reconcile_and_manual_trades(tmp_path, capsys):
+    import argparse
+
+    from workbench.cli import sync as cli
+
+    parser = argparse.ArgumentParser(prog="workbench")
+    parser.add_argument("--home")
+    cli.register(parser.add_subparsers(dest="command"))
+
+    def run(*argv):
+        args = parser.parse_args(["--home", str(tmp_path), *argv])
+        return args.handler(args)
+
+    clock = ManualClock(0)
+    engine = Engine(Store(tmp_path / "workbench.sqlite"), clock=clock)
+    rt = engine.deploy(DeploymentSpec(strategy="sma_cross", symbols=("BTC/USDT",), timeframe="1h", params={"fast": 10, "slow": 30}, risk=RISK))
+    drive_until_open(engine, rt, "BTC/USDT", sample_ohlcv("BTC/USDT", "1h", 2500), clock)
+    rt.flush()
+    rt.venue.exchange.manual_close("BTC/USDT")
+    assert run("reconcile") == 1  # look only: the manual close is reported, nothing applied
+    out = capsys.readouterr().out
+    assert "position_closed_externally" in out and "0 applied" in out
+    assert len(engine.store.positions(rt.id)) == 1
+    assert run("reconcile", "--deployment", rt.id, "--apply") == 0
+    assert engine.store.positions(rt.id) == [] and engine.store.trades(rt.id).iloc[-1]["exit_reason"] == "manual"
+    capsys.readouterr()
+    assert run("manual-trades", "--csv", str(tmp_path / "m.csv")) == 0
+    out = capsys.readouterr().out
+    assert "1 intervention(s)" in out
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 1
+    with pytest.raises(Exception, match="No deployment 'nope'"):
+        run("reconcile", "--deployment", "nope")
