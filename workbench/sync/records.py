@@ -62,7 +62,8 @@ def ignored(store: Store, venue_id: str) -> pd.DataFrame:
 
 
 def add_ignored(store: Store, venue_id: str, symbol: str, amount: float, reason: str) -> None:
-    store._exec(insert(ss.sync_ignored).values(venue_id=venue_id, symbol=symbol, amount=float(amount), at=time.time(), reason=reason))
+    with store.tx() as conn:
+        conn.execute(insert(ss.sync_ignored).values(venue_id=venue_id, symbol=symbol, amount=float(amount), at=time.time(), reason=reason))
 
 
 def update_fill(store: Store, venue_id: str, venue_trade_id: str, **fields: Any) -> int:
@@ -91,7 +92,8 @@ def add_learning_record(store: Store, row: Mapping[str, Any]) -> int | None:
 
 def update_learning_record(store: Store, record_id: int, **fields: Any) -> None:
     fields["updated_at"] = time.time()
-    store._exec(update(ss.learning_records).where(ss.learning_records.c.id == record_id).values(**_jsonable(fields)))
+    with store.tx() as conn:
+        conn.execute(update(ss.learning_records).where(ss.learning_records.c.id == record_id).values(**_jsonable(fields)))
 
 
 def learning_rows(store: Store, status: str | None = None) -> list[dict[str, Any]]:
