@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "workbench.cli.accounts",
     "workbench.cli.emulator",
     "workbench.cli.orders",
+    "workbench.cli.sync",
 )
 
 

@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feed", default="sample", choices=["sample", "venue"], help="bars from the embedded sample on the wall clock, or from each venue")
     p.add_argument("--poll", type=float, default=0.5)
     p.add_argument("--for-seconds", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--sync-interval", type=float, default=30.0, help="seconds between reconciliations with the venues (>= 1)")
     p.set_defaults(handler=cmd_engine)
 
     p = sub.add_parser("replay", parents=[common], help="run a deployment over historical data as fast as possible")
@@ -174,13 +175,18 @@ def cmd_engine(args: argparse.Namespace) -> int:
     from ..venues.live import venue_factory
 
     store = open_store(args)
+    from ..sync import SyncService
+
+    if not args.sync_interval >= 1:
+        raise ConfigError(f"--sync-interval must be at least 1 second, got {args.sync_interval}.")
     engine = Engine(store, venue_factory=venue_factory(store, AccountStore(accounts_path(home(args)))))
+    sync = SyncService(store, engine, interval=args.sync_interval).attach(engine)
     recovered = engine.recover()
     print(f"engine {engine.id} on {engine.store.url}: recovered {len(recovered)} deployment(s); Ctrl-C to stop")
     feed = SampleFeed() if args.feed == "sample" else VenueFeed()
     stop_at = time.monotonic() + args.for_seconds if args.for_seconds else None
     try:
-        asyncio.run(engine.run(feed, poll_seconds=args.poll, until=(lambda: time.monotonic() >= stop_at) if stop_at else None))
+        asyncio.run(engine.run(feed, poll_seconds=args.poll, until=(lambda: time.monotonic() >= stop_at) if stop_at else None, sync=sync))
     except KeyboardInterrupt:
         engine.flush()
         print("engine stopped; deployments stay active in the store and resume with the next engine")

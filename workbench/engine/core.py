@@ -291,8 +291,11 @@ class Engine:
         for rt in self.deployments.values():
             rt.flush()
 
-    async def run(self, feed: Any, poll_seconds: float = 0.5, until: Callable[[], bool] | None = None) -> None:
-        """Run until `until()` is true: take closed bars from `feed`, and commands from the store."""
+    async def run(self, feed: Any, poll_seconds: float = 0.5, until: Callable[[], bool] | None = None, sync: Any = None) -> None:
+        """Run until `until()` is true: take closed bars from `feed`, and commands from the store.
+
+        `sync` (a :class:`workbench.sync.SyncService`) reconciles with the venues on its interval.
+        """
         from ..venues.connection import Reconnector
 
         for dep_id in self.recover():
@@ -307,6 +310,8 @@ class Engine:
                 for bar in feed.poll(self):
                     self.on_bar(*bar)
                 self.process_commands()
+                if sync is not None:
+                    sync.tick()
                 self.heartbeat()
             except StoreError as exc:
                 log.error("store unavailable, nothing traded this tick: %s", exc)

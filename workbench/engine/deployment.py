@@ -313,6 +313,7 @@ class DeploymentRuntime:
                 return False
             if order and order.get("status") == "closed" and order.get("filled"):
                 self._record_order_state(cid, order)
+                self._record_fill(OrderRequest(symbol, "sell" if pos.side == "long" else "buy", "market", pos.amount, cid, reduce_only=True), order)
                 filled, avg, fee = _fill_of(order)
                 self._cancel_protection(pos, keep=cid)
                 self._book_close(pos, avg, fee, ts_ms, reason)
