@@ -1,0 +1,1 @@
+"""Benchmarks: workbench against its peers, run with ``python -m benchmarks.run`` (results in RESULTS.md)."""
