@@ -102,12 +102,18 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v).replace("|", "/")
 
 
+def _sizes(quick: bool) -> str:
+    text = "quick sizes" if quick else "full sizes"
+    overrides = [f"{k}={os.environ[k]}" for k in ("BENCH_ENGINE_BARS", "BENCH_ENGINE_REPEAT") if os.environ.get(k)]
+    return text + (f" ({', '.join(overrides)})" if overrides else "")
+
+
 def markdown(rows: list[dict[str, Any]], quick: bool, seconds: float) -> str:
     cols = ["benchmark", "case", "bars", "seconds", "bars_per_s", "trades", "value", "ours_vs_peer", "note"]
     used = [c for c in cols if any(c in r for r in rows)]
     lines = [
         "## Combined run (`python -m benchmarks.run`)", "",
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {'quick sizes' if quick else 'full sizes'}, {seconds:.0f} s; {machine()}; {versions()}.",
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {_sizes(quick)}, {seconds:.0f} s; {machine()}; {versions()}.",
         "Ratios are ours / peer's throughput (or peer's time / ours), medians, same process, same bars.", "",
         "| " + " | ".join(used) + " |", "|" + "|".join("---" if c in ("benchmark", "case", "note") else "---:" for c in used) + "|",
     ]
