@@ -110,6 +110,10 @@ def validate_parameters(notebook: str | Path, parameters: Mapping[str, Any] | No
     parameters = dict(parameters or {})
     if not parameters:
         return {}
+    for key in parameters:
+        if SECRET_NAME.search(str(key)):
+            raise ConfigError(f"Refusing to pass {key!r}: parameters are written into the output notebook in plain text. "
+                              "Keep credentials in the account store (`workbench accounts add`) and pass the account name.")
     declared = notebook_parameters(notebook)
     name = Path(notebook).name
     if not declared:
@@ -120,9 +124,6 @@ def validate_parameters(notebook: str | Path, parameters: Mapping[str, Any] | No
         if key not in declared:
             raise ConfigError(f"{name} has no parameter {key!r}.{did_you_mean(key, declared)} "
                               f"Its parameters: {', '.join(declared)}.")
-        if SECRET_NAME.search(key):
-            raise ConfigError(f"Refusing to pass {key!r}: parameters are written into the output notebook in plain text. "
-                              "Keep credentials in the account store (`workbench accounts add`) and pass the account name.")
         out[key] = _coerce(declared[key], value, from_text, name)
     return out
 
@@ -230,7 +231,8 @@ def run_notebook(
                             cwd=str(cwd or path.parent.resolve()), **engine_kwargs)
     except PapermillExecutionError as exc:
         result.ok = False
-        result.failed_cell, result.failed_exec_count = exc.cell_index, exc.exec_count
+        result.failed_cell = _failed_cell(out)  # index in the output, which has papermill's marker cell on top
+        result.failed_exec_count = exc.exec_count
         result.error = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, cell timeout, kernel missing: still a failed run, not a crash
         result.ok = False
@@ -248,7 +250,7 @@ def run_notebook(
 
 
 def _failed_cell(output: Path) -> int | None:
-    """Index of the first code cell with an error output (papermill's error marker cell excluded)."""
+    """Index (in the output notebook) of the first cell with an error output."""
     if not output.exists():
         return None
     import nbformat
