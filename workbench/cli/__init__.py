@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "workbench.cli.emulator",
     "workbench.cli.orders",
     "workbench.cli.sync",
+    "workbench.cli.run",
 )
 
 
