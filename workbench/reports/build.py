@@ -108,13 +108,13 @@ def trade_list(store: Store, deployments: Iterable[str] | None = None) -> pd.Dat
 def reconciliation_summary(store: Store) -> dict[str, Any] | None:
     """Reconciliation runs, differences by kind (found / applied) and manual-trade learning, or None without workbench.sync."""
     try:
-        from .. import sync
+        from ..sync import learning_summary, runs, stored_differences
     except ImportError:
         return None
     try:
-        runs = sync.runs(store)
-        diffs = sync.stored_differences(store)
-        learning = sync.learning_summary(store)
+        runs = runs(store)
+        diffs = stored_differences(store)
+        learning = learning_summary(store)
     except Exception as exc:  # an older store without the sync tables: report that, do not fail
         log.info("reconciliation summary unavailable: %s", exc)
         return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
