@@ -249,7 +249,11 @@ class Engine:
     def _command(self, command: str, dep_id: str | None, args: Mapping[str, Any], actor: str) -> str:
         if command == "deploy":
             rt = self.deploy(DeploymentSpec.from_dict(args), actor=actor)
-            self.warm_up(rt.id)
+            try:
+                self.warm_up(rt.id)
+            except WorkbenchError as exc:  # deployed all the same: it decides once it has seen `warmup` bars
+                self.store.audit(self.actor, "warm_up_failed", rt.id, {"error": str(exc)})
+                return f"{rt.id} (warm-up failed: {exc}; it trades after {rt.warmup} live bars)"
             return rt.id
         if command == "emergency_stop":
             return str(self.emergency_stop(args.get("reason", "emergency stop"), actor=actor))

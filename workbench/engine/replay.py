@@ -141,6 +141,7 @@ def result_of(dep_id: str, store: Store, completed: bool = True) -> ReplayResult
     trades = store.trades(dep_id)
     eq = store.equity(dep_id)
     curve = pd.Series(eq["equity"].to_numpy(), index=pd.to_datetime(eq["at"], unit="s", utc=True), name="equity") if len(eq) else pd.Series(dtype=float, name="equity")
+    curve = curve[~curve.index.duplicated(keep="last")]  # one row per symbol per bar: keep the bar's last
     initial = float((row.get("config") or {}).get("initial_cash", 10_000.0))
     pnl = float(trades["pnl"].sum()) if len(trades) else 0.0
     final = float(curve.iloc[-1]) if len(curve) else initial

@@ -9,6 +9,7 @@ def equity_figure(equity: pd.Series, title: str = "Equity", trades: pd.DataFrame
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    equity = equity[~equity.index.duplicated(keep="last")]  # several symbols record the same bar
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
     fig.add_trace(go.Scatter(x=equity.index, y=equity.values, name="equity", line={"width": 1.5}), row=1, col=1)
     if len(equity):
