@@ -82,6 +82,16 @@ def test_secret_looking_parameters_are_refused(tmp_path):
     assert validate_parameters(path, {"symbol": "ETH/USDT"}) == {"symbol": "ETH/USDT"}
 
 
+def test_parameters_papermill_cannot_parse_are_still_known(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    cell = nbformat.v4.new_code_cell("store_path = \"\"   # '' = the default store\nbars = 10  # bars of the 'sample'")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "quoted.ipynb")
+    assert {k: p.type_name for k, p in notebook_parameters(tmp_path / "quoted.ipynb").items()} == {"store_path": "str", "bars": "int"}
+    assert validate_parameters(tmp_path / "quoted.ipynb", {"bars": "3"}, from_text=True) == {"bars": 3}
+
+
 def test_notebook_without_parameters_cell_or_missing_is_refused(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1")]
@@ -154,6 +164,19 @@ def test_export_html_replaces_cdn_plotly_and_template_scripts(tmp_path):
     html = export_html(tmp_path / "f.ipynb").read_text()
     assert remote_assets(html) == [] and "cdn.plot.ly/plotly-2.0" not in html
     assert html.count("Plotly.newPlot") == 2 and html.count("window.PlotlyConfig") == 1  # plotly.js once
+
+
+def test_export_html_shared_plotly_js_is_one_local_file(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    fig = {"data": [{"type": "bar", "x": [1], "y": [2]}], "layout": {}}
+    nb.cells = [nbformat.v4.new_code_cell("fig", outputs=[nbformat.v4.new_output(
+        "display_data", data={"application/vnd.plotly.v1+json": fig, "text/plain": "Figure"})])]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    html = export_html(tmp_path / "a.ipynb", plotly_js="shared").read_text()
+    assert 'src="plotly.min.js"' in html and remote_assets(html) == []
+    assert len(html) < 200_000 and (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    with pytest.raises(ConfigError, match="inline' or 'shared"):
+        export_html(tmp_path / "a.ipynb", plotly_js="cdn")
 
 
 # -- dashboard --------------------------------------------------------------------

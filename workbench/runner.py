@@ -73,18 +73,51 @@ class RunResult:
 
 # -- parameters -----------------------------------------------------------------
 def notebook_parameters(notebook: str | Path) -> dict[str, NotebookParameter]:
-    """The names declared in the notebook's ``parameters`` cell, with their inferred types."""
+    """The names declared in the notebook's ``parameters`` cell, with their inferred types.
+
+    papermill's inspect API reads the cell; names its line parser misses (e.g. a
+    trailing comment with quotes in it) are filled in from the cell's Python syntax tree.
+    """
+    import logging
+
     from papermill.inspection import inspect_notebook
 
     path = _existing_notebook(notebook)
+    pm_log = logging.getLogger("papermill")
+    level, pm_log.level = pm_log.level, logging.ERROR  # its "Unable to parse line" warnings are handled below
     try:
-        found = inspect_notebook(str(path))
+        found = dict(inspect_notebook(str(path)))
     except Exception as exc:  # papermill raises assorted errors for unreadable notebooks
         raise ConfigError(f"Cannot read the parameters of {path}: {exc}. Is it a valid .ipynb file?") from exc
+    finally:
+        pm_log.level = level
+    for name, info in _ast_parameters(path).items():
+        found.setdefault(name, info)
     out: dict[str, NotebookParameter] = {}
     for name, info in found.items():
         default = str(info.get("default", "None"))
         out[name] = NotebookParameter(name, _declared_type(str(info.get("inferred_type_name", "None")), default), default, str(info.get("help") or ""))
+    return out
+
+
+def _ast_parameters(path: Path) -> dict[str, dict[str, str]]:
+    """Top-level assignments of the first cell tagged 'parameters' (empty if it is not plain Python)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            out[node.target.id] = {"inferred_type_name": ast.unparse(node.annotation), "default": ast.unparse(node.value)}
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = {"inferred_type_name": "None", "default": ast.unparse(node.value)}
     return out
 
 
@@ -206,13 +239,16 @@ def run_notebook(
     kernel_name: str | None = None,
     timeout: float | None = None,
     store_widget_state: bool = False,
+    plotly_js: str = "inline",
     now: datetime | None = None,
 ) -> RunResult:
     """Execute `notebook` with papermill and export it to offline HTML.
 
     The kernel runs in `cwd` (default: the notebook's folder, as in Jupyter).
     `timeout` limits each cell (seconds). Widget state is not stored by
-    default: it can add megabytes per FigureWidget. Cell errors do not raise:
+    default: it can add megabytes per FigureWidget. `plotly_js` is "inline" (one
+    self-contained HTML file, ~5 MB with figures) or "shared" (one plotly.min.js
+    beside the runs). Cell errors do not raise:
     check ``result.ok`` (bad parameters and missing notebooks do raise ConfigError).
     """
     import papermill as pm
@@ -241,7 +277,7 @@ def run_notebook(
     result.ended_at = time.time()
     if html and out.exists():
         try:
-            result.html = export_html(out)
+            result.html = export_html(out, plotly_js=plotly_js)
         except Exception as exc:  # the run's outcome stands even if the export fails
             result.notes.append(f"HTML export failed: {type(exc).__name__}: {exc}")
     elif not out.exists():
@@ -274,30 +310,39 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 REMOTE_ASSET = re.compile(r"<script\b[^>]*\bsrc=[\"']?(?:https?:)?//[^>]*>\s*</script>|<link\b[^>]*\bhref=[\"']?(?:https?:)?//[^>]*>", re.I)
 
 
-def export_html(notebook: str | Path, html_path: str | Path | None = None) -> Path:
+def export_html(notebook: str | Path, html_path: str | Path | None = None, plotly_js: str = "inline") -> Path:
     """Write an HTML copy of an executed notebook that renders with no network.
 
-    Plotly outputs become static divs with plotly.js inlined once; CDN scripts
+    Plotly outputs become static divs with plotly.js inlined once (or, with
+    ``plotly_js="shared"``, loaded from one plotly.min.js beside the file); CDN scripts
     of the stock template are left out; widget views show their text fallback.
     """
     import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
+    if plotly_js not in ("inline", "shared"):
+        raise ConfigError(f"plotly_js must be 'inline' or 'shared', got {plotly_js!r}.")
     src = Path(notebook)
+    dest = Path(html_path) if html_path else src.with_suffix(".html")
     nb = nbformat.read(src, as_version=4)
     nb.metadata.pop("widgets", None)
-    _inline_plotly(nb)
+    if _inline_plotly(nb, include=True if plotly_js == "inline" else "plotly.min.js") and plotly_js == "shared":
+        shared = dest.parent / "plotly.min.js"
+        if not shared.exists():
+            from plotly.offline import get_plotlyjs
+
+            shared.write_text(get_plotlyjs(), encoding="utf-8")
     exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"offline.html.j2": _OFFLINE_TEMPLATE})],
                             template_file="offline.html.j2")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": src.stem}})
     body = REMOTE_ASSET.sub("", body)
-    dest = Path(html_path) if html_path else src.with_suffix(".html")
     dest.write_text(body, encoding="utf-8")
     return dest
 
 
-def _inline_plotly(nb: Any) -> None:
+def _inline_plotly(nb: Any, include: bool | str = True) -> bool:
+    """Replace plotly JSON outputs by static HTML; plotly.js goes with the first (`include`). True if any."""
     import plotly.io as pio
 
     first = True
@@ -307,9 +352,10 @@ def _inline_plotly(nb: Any) -> None:
             if PLOTLY_MIME not in data:
                 continue
             fig = data[PLOTLY_MIME]
-            html = pio.to_html(fig, include_plotlyjs=first, full_html=False, validate=False, config={"displaylogo": False})
+            html = pio.to_html(fig, include_plotlyjs=include if first else False, full_html=False, validate=False, config={"displaylogo": False})
             first = False
             out["data"] = {"text/html": html, "text/plain": data.get("text/plain", "<plotly figure>")}
+    return not first
 
 
 def remote_assets(html: str) -> list[str]:

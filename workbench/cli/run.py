@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
     p.add_argument("--no-html", action="store_true", help="skip the offline HTML export")
     p.add_argument("--store-widget-state", action="store_true", help="keep widget state in the output (can be MBs)")
+    p.add_argument("--plotly-js", choices=["inline", "shared"], default="inline",
+                   help="inline: self-contained HTML (~5 MB with figures); shared: one plotly.min.js beside the runs")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("schedule", help="run notebooks on cron schedules (see schedules/example.toml)")
@@ -57,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"Parameter {name!r} given twice; pass each -p NAME VALUE once.")
         params[name] = value
     res = run_notebook(args.notebook, params, args.reports_dir, from_text=True, output=args.output, html=not args.no_html,
-                       cwd=args.cwd, timeout=args.timeout, store_widget_state=args.store_widget_state)
+                       cwd=args.cwd, timeout=args.timeout, store_widget_state=args.store_widget_state,
+                       plotly_js=args.plotly_js)
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
     print(res.describe(), file=sys.stdout if res.ok else sys.stderr)
