@@ -104,3 +104,11 @@ def test_deployment_spec_messages_say_how_to_fix(bad):
     with pytest.raises(ConfigError) as err:
         DeploymentSpec.from_dict({"strategy": "sma_cross", "symbols": ["BTC/USDT"], **bad})
     assert len(str(err.value)) > 20
+
+
+def test_backtest_both_directions_needs_quote_sizing():
+    from workbench.backtest import BacktestConfig
+
+    with pytest.raises(ConfigError, match="size_quote"):
+        BacktestConfig(direction="both")
+    assert BacktestConfig(direction="both", size_pct=None, size_quote=100.0).direction == "both"

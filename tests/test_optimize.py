@@ -171,7 +171,6 @@ def test_user_strategy(frames):
         ({"ranges": [5, 10]}, "ranges must be a dict"),
         ({"metric": "sharp"}, "Did you mean 'sharpe'"),
         ({"min_trades": -1}, "min_trades"),
-        ({"config": BacktestConfig(direction="both")}, "size_quote"),
         ({"symbols": ["SOL/USDT"]}, "no frame for 'SOL/USDT'"),
         ({"engine": "rust"}, "Unknown engine"),
     ],
