@@ -239,14 +239,15 @@ class Engine:
             if dep_id and dep_id not in self.deployments:
                 continue  # another engine runs it
             try:
-                result = self._command(cmd["command"], dep_id, args, actor)
+                result = self.execute(cmd["command"], dep_id, args, actor)
                 self.store.finish_command(cmd["id"], "done", result)
             except WorkbenchError as exc:
                 self.store.finish_command(cmd["id"], "failed", str(exc))
             done += 1
         return done
 
-    def _command(self, command: str, dep_id: str | None, args: Mapping[str, Any], actor: str) -> str:
+    def execute(self, command: str, dep_id: str | None, args: Mapping[str, Any], actor: str = "user") -> str:
+        """Run one control command here and now (the store's queue and the panels both come through here)."""
         if command == "deploy":
             rt = self.deploy(DeploymentSpec.from_dict(args), actor=actor)
             try:

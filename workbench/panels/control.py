@@ -25,15 +25,10 @@ def send(engine: Any, store: Any, command: str, deployment_id: str | None = None
             store.submit_command("emergency_stop", None, args, actor=ACTOR)
         closed = sum(len(r.get("closed", [])) for r in report.values())
         return f"emergency stop: {len(report)} deployment(s) stopped, {closed} position(s) closed"
-    if command == "stop":
-        engine.stop(deployment_id, args.get("reason", "stopped from panel"), actor=ACTOR)
-    elif command == "pause":
-        engine.pause(deployment_id, args.get("reason", "paused from panel"), actor=ACTOR)
-    elif command == "resume":
-        engine.resume(deployment_id, args.get("reason", "resumed from panel"), actor=ACTOR)
-    elif command == "close_position":
-        ok = engine.close_position(deployment_id, args["symbol"], actor=ACTOR)
-        return f"{args['symbol']}: {'closed' if ok else 'no position to close'}"
+    if command in ("stop", "pause", "resume", "close_position", "enable_symbol", "disable_symbol"):
+        result = engine.execute(command, deployment_id, args, ACTOR)
+        if command == "close_position":
+            return f"{args['symbol']}: {'closed' if result == 'closed' else 'no position to close'}"
     else:
         cid = store.submit_command(command, deployment_id, args, actor=ACTOR)
         return f"queued command #{cid} ({command})"
