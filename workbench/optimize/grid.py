@@ -377,6 +377,7 @@ def optimize(
     progress: bool = True,
     chunk_size: int | None = None,
     engine: str = "auto",
+    cluster: Any = None,
 ) -> OptimizeResult:
     """Backtest every parameter combination of `strategy` on every symbol and tabulate the metrics.
 
@@ -386,6 +387,13 @@ def optimize(
     (`source`, `start`, `end`, `bars`). `engine` is 'auto' (the fused numba
     kernel for built-in strategies when it supports the config, else
     vectorbt), 'vectorbt' or 'kernel'.
+
+    `cluster` runs the grid as Dask tasks (chunks of combinations per
+    symbol) with results identical to the in-process run: None (default) runs
+    in this process; 'local' starts a LocalCluster on 127.0.0.1 (one worker
+    process per core) for this call; 'tcp://host:port' connects to a running
+    scheduler; a ``distributed.Client`` (or Cluster) you created is used and
+    left open. See :mod:`workbench.optimize.distributed`.
     """
     strat = get_strategy(strategy)
     metric = check_metric(metric)
@@ -395,23 +403,34 @@ def optimize(
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ConfigError(f"chunk_size must be a positive whole number, got {chunk_size!r}.")
     frames = load_frames(symbols, timeframe, data, source, start, end, bars)
-    runner = _pick_engine(engine, strat, config)
+    runner = pick_engine(engine, strat, config)
+    engine_name = getattr(runner, "engine_name", "vectorbt")
 
-    tables = []
-    with _progress(progress, frames, combos, chunk_size) as bar:
-        for sym, df in frames.items():
-            mets = runner(strat, df, combos, config, chunk_size, bar.update)
-            params = pd.DataFrame(combos, columns=list(strat.params))
-            tables.append(pd.concat([pd.DataFrame({"symbol": [sym] * len(combos)}), params, mets], axis=1))
-    table = pd.concat(tables, ignore_index=True)
+    if cluster is not None:
+        from .distributed import run_on_cluster
+
+        with _progress(progress, 0) as bar:
+            per_symbol = run_on_cluster(strat, frames, combos, config, engine_name, cluster, chunk_size,
+                                        on_task=bar.update, on_total=bar.reset)
+    else:
+        total = sum(-(-len(combos) // (chunk_size or auto_chunk(len(df), len(combos)))) for df in frames.values())
+        with _progress(progress, total) as bar:
+            per_symbol = [runner(strat, df, combos, config, chunk_size, bar.update) for df in frames.values()]
+    params = pd.DataFrame(combos, columns=list(strat.params))
+    table = pd.concat(
+        [pd.concat([pd.DataFrame({"symbol": [sym] * len(combos)}), params, mets], axis=1)
+         for sym, mets in zip(frames, per_symbol, strict=True)],
+        ignore_index=True,
+    )
     axes = {k: sorted({c[k] for c in combos}) for k in strat.params}
     return OptimizeResult(
         strategy=strat, timeframe=timeframe, table=table, combos=list(combos), data=frames, config=config,
-        metric=metric, min_trades=min_trades, ranges=axes, engine=getattr(runner, "engine_name", "vectorbt"),
+        metric=metric, min_trades=min_trades, ranges=axes, engine=engine_name,
     )
 
 
-def _pick_engine(engine: str, strat: Strategy, config: BacktestConfig):
+def pick_engine(engine: str, strat: Strategy, config: BacktestConfig):
+    """The grid runner for `engine` ('auto', 'vectorbt' or 'kernel'); run_grid's signature."""
     if engine not in ("auto", "vectorbt", "kernel"):
         raise unknown("engine", engine, ("auto", "vectorbt", "kernel"))
     if engine == "vectorbt":
@@ -433,6 +452,9 @@ class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
 
+    def reset(self, total: int | None = None) -> None:
+        pass
+
     def __enter__(self) -> _NoBar:
         return self
 
@@ -440,12 +462,11 @@ class _NoBar:
         pass
 
 
-def _progress(progress: bool, frames: Mapping[str, pd.DataFrame], combos: Sequence[Any], chunk_size: int | None):
+def _progress(progress: bool, total: int):
     if not progress:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    total = sum(-(-len(combos) // (chunk_size or auto_chunk(len(df), len(combos)))) for df in frames.values())
     return tqdm(total=total, desc="optimize", unit="chunk")
 
 
