@@ -249,32 +249,52 @@ def test_equity_identity_and_limits_hold_on_random_paths(tmp_path_factory, seed,
     assert rt.ledger.realized == pytest.approx(float(trades["pnl"].sum()) if len(trades) else 0.0, abs=1e-9)
 
 
-def test_full_store_stops_trading_instead_of_trading_blind(tmp_path):
-    """A store that cannot write (disk full) must never let an order reach the venue unrecorded."""
+def _fill_the_disk(engine: Engine, path) -> None:
+    """From now on every new connection to the store's file sees a full disk."""
     import sqlite3
 
-    path = tmp_path / "full.sqlite"
-    engine = Engine(Store(path), clock=ManualClock(0))
-    rt = engine.deploy(spec(params={"fast": 5, "slow": 20}))
-    df = sample_ohlcv("BTC/USDT", "1h", 600)
-    rt.precompute("BTC/USDT", df)
-    feed(engine, {"BTC/USDT": df.iloc[:100]}, engine.clock)
+    from sqlalchemy import event
+
     con = sqlite3.connect(path)
     pages = con.execute("PRAGMA page_count").fetchone()[0]
     con.close()
-    from sqlalchemy import event
 
     @event.listens_for(engine.store.engine, "connect")
-    def _cap(dbapi_conn, _rec):  # every new connection sees a full disk
+    def _cap(dbapi_conn, _rec):
         dbapi_conn.execute(f"PRAGMA max_page_count={pages}")
 
     engine.store.engine.dispose()
+
+
+@pytest.mark.parametrize("venue_in_store", [False, True], ids=["external-venue", "paper-venue-in-store"])
+def test_full_store_stops_trading_instead_of_trading_blind(tmp_path, venue_in_store):
+    """A store that cannot write (disk full) stops the deployment, and nothing reaches a venue unrecorded.
+
+    An external venue (its state not in our store) only ever sees orders whose write-ahead row was
+    committed first. The paper venue's state lives in the same store and commits in the same
+    transaction as the bar's records, so after the failure the two agree: the store holds exactly
+    the orders its venue state holds.
+    """
+    path = tmp_path / "full.sqlite"
+    engine = Engine(Store(path), clock=ManualClock(0))
+    rt = engine.deploy(spec(params={"fast": 5, "slow": 20}))
+    if not venue_in_store:
+        rt.venue_in_store = False  # as for a real exchange: write-ahead committed before each send
+    df = sample_ohlcv("BTC/USDT", "1h", 600)
+    rt.precompute("BTC/USDT", df)
+    feed(engine, {"BTC/USDT": df.iloc[:100]}, engine.clock)
+    _fill_the_disk(engine, path)
     sent = []
     real_create = rt.venue.exchange.create_order
     rt.venue.exchange.create_order = lambda *a, **k: sent.append(a) or real_create(*a, **k)
     feed(engine, {"BTC/USDT": df.iloc[100:]}, engine.clock)
     assert rt.status == "error"
     assert len(sent) <= 1, "after the first failed write nothing more is sent"
-    reopened = Store(path)  # every order that reached the venue was written ahead of sending it
-    for args in sent:
-        assert reopened.order(args[5]["clientOrderId"]) is not None
+    reopened = Store(path)
+    recorded = {o["client_order_id"] for o in reopened.orders(rt.id)}
+    if not venue_in_store:
+        for args in sent:  # every order that reached the venue was written ahead of sending it
+            assert args[5]["clientOrderId"] in recorded
+    else:
+        state = reopened.load_venue_state(f"paper:{rt.id}") or {"orders": []}
+        assert {o["clientOrderId"] for o in state["orders"]} == recorded

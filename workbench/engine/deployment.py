@@ -75,6 +75,8 @@ class DeploymentRuntime:
         self.live_venue = bool(getattr(venue, "live", False))
         # a venue that fills from the bars we feed it (the paper exchange), as opposed to a real market
         self.simulated = getattr(getattr(venue, "exchange", None), "feed_bar", None) is not None
+        # its state is written in our store's transactions: a bar's writes and the venue's commit together
+        self.venue_in_store = getattr(getattr(venue, "exchange", None), "persisted_in", None) is store
         self.paused_by: str | None = None  # 'risk' pauses lift themselves; a person's pause waits for a person
 
     # -- helpers --------------------------------------------------------------
@@ -141,11 +143,12 @@ class DeploymentRuntime:
         """A closed bar reaches a simulated venue first (its resting orders fill), then the deployment."""
         if ts_ms <= self.cursor.get(symbol, -1):
             return
-        feed = getattr(getattr(self.venue, "exchange", None), "feed_bar", None)
-        if feed is not None:
-            feed(symbol, ts_ms, o, h, lo, c, v)
-        if self.status in ("active", "paused"):
-            self.on_bar(symbol, ts_ms, o, h, lo, c, v)
+        with self.store.batch():
+            feed = getattr(getattr(self.venue, "exchange", None), "feed_bar", None)
+            if feed is not None:
+                feed(symbol, ts_ms, o, h, lo, c, v)
+            if self.status in ("active", "paused"):
+                self.on_bar(symbol, ts_ms, o, h, lo, c, v)
 
     def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
         """Process one closed bar of `symbol` (bar open time `ts_ms`)."""
@@ -208,7 +211,7 @@ class DeploymentRuntime:
         cid = client_order_id(self.id, symbol, ts_ms, "e")
         if not self._may_send(cid):
             return  # this decision was already acted on (restart)
-        order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid), "entry")
+        order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid, reference_price=price), "entry")
         if order is None or not order.get("filled"):
             return
         self._opened(symbol, cid, order, ts_ms, side, confidence)
@@ -332,7 +335,7 @@ class DeploymentRuntime:
         if self.store.order(cid) is not None:
             cid = client_order_id(self.id, symbol, int(self._now() * 1000) + len(self.store.orders(self.id)), purpose)
         side = "sell" if pos.side == "long" else "buy"
-        order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True), "exit", pos.id)
+        order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True, reference_price=self.marks.get(symbol)), "exit", pos.id)
         if order is None or not order.get("filled"):
             return False
         _, avg, fee = _fill_of(order)
@@ -379,6 +382,8 @@ class DeploymentRuntime:
             self.store.update_order(req.client_order_id, status="pending", error=None, amount=req.amount)
         else:
             self._insert_order(req, purpose, position_id)
+        if not self.venue_in_store:
+            self.store.commit_now()  # the write-ahead is durable before the venue sees the order
         return self._submit(req)
 
     def _insert_order(self, req: OrderRequest, purpose: str, position_id: int | None) -> None:

@@ -9,8 +9,9 @@ client reach a running engine.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from ..errors import StoreError
 from . import schema as t
 from .migrations import LATEST, migrate
+from .raw import TableSql
 
 DEPLOYMENT_STATUSES = ("active", "paused", "stopped", "error")
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "manual", "emergency_stop", "risk", "stop")
@@ -52,7 +54,11 @@ class Store:
         self.engine = create_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._conn: Connection | None = None
+        self._local = threading.local()
+        dialect = self.engine.dialect
+        returning = not self.url.startswith("sqlite")
+        self._sql = {name: TableSql(tbl, dialect.paramstyle, returning) for name, tbl in t.metadata.tables.items()}
+        self._dbapi_error: type[BaseException] = getattr(dialect.dbapi, "Error", Exception) if dialect.dbapi else Exception
         try:
             with self.engine.begin() as conn:
                 version = migrate(conn)
@@ -70,21 +76,106 @@ class Store:
     # -- transactions -------------------------------------------------------
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        """Group several writes into one atomic transaction (nested calls join it)."""
-        if self._conn is not None:
-            yield self._conn
+        """Group several writes into one atomic transaction (nested calls and :meth:`batch` join it)."""
+        loc = self._local
+        conn = getattr(loc, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        if getattr(loc, "batch", False):
+            yield self._begin_batch()
             return
         try:
             with self.engine.begin() as conn:
-                self._conn = conn
+                loc.conn = conn
                 try:
                     yield conn
                 finally:
-                    self._conn = None
+                    loc.conn = None
         except IntegrityError:
             raise
         except DBAPIError as exc:
             raise StoreError(_explain(exc, self.url)) from None
+
+    def batch(self) -> _Batch:
+        """Writes inside commit together at the end: one transaction, begun lazily at the first write.
+
+        The engine runs each bar in a batch, so a bar that trades costs one commit
+        and an idle bar none; a crash mid-bar leaves the store as it was before
+        the bar (the paper venue's state lives in the same transaction).
+        :meth:`commit_now` makes the writes so far durable (the write-ahead of an
+        order bound for a real venue). Nested batches and transactions join.
+        """
+        return _Batch(self)
+
+    def commit_now(self) -> None:
+        """Inside :meth:`batch`: commit what was written so far (the batch goes on). Elsewhere: nothing to do."""
+        loc = self._local
+        if getattr(loc, "batch", False) and getattr(loc, "conn", None) is not None:
+            self._end_batch(commit=True)
+
+    def _begin_batch(self) -> Connection:
+        loc = self._local
+        try:
+            conn = self.engine.connect()
+            loc.trans = conn.begin()
+        except DBAPIError as exc:
+            raise StoreError(_explain(exc, self.url)) from None
+        loc.conn = conn
+        return conn
+
+    def _end_batch(self, commit: bool) -> None:
+        loc = self._local
+        conn, trans = getattr(loc, "conn", None), getattr(loc, "trans", None)
+        loc.conn = loc.trans = None
+        if conn is None:
+            return
+        try:
+            if commit:
+                trans.commit()
+            else:
+                trans.rollback()
+        except DBAPIError as exc:
+            raise StoreError(_explain(exc, self.url)) from None
+        finally:
+            conn.close()
+
+    def _raw(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], many: bool = False) -> Any:
+        """Run one statement on the DBAPI cursor of the current transaction (see :mod:`.raw`)."""
+        with self.tx() as conn:
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if many:
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql, params)
+            except self._dbapi_error as exc:  # type: ignore[misc]
+                raise StoreError(_explain_text(str(exc), self.url)) from None
+            return cur
+
+    def _insert(self, table: str, row: Mapping[str, Any], conflict: Sequence[str] | None = None) -> int | None:
+        """Insert one row; its id (None when `conflict` columns matched an existing row)."""
+        sql = self._sql[table]
+        params = sql.params(row)
+        cur = self._raw(sql.insert(tuple(params), conflict), params)
+        if cur.rowcount == 0:
+            return None
+        if sql.returning:
+            found = cur.fetchone()
+            return int(found[0]) if found else None
+        return int(cur.lastrowid)
+
+    def _update(self, table: str, where: str, key: Any, fields: Mapping[str, Any]) -> int:
+        sql = self._sql[table]
+        params = sql.params(fields, with_defaults=False)
+        stmt = sql.update(tuple(params), where)
+        params["_where"] = key
+        return int(self._raw(stmt, params).rowcount)
+
+    def _select(self, table: str, where: str, key: Any) -> list[dict[str, Any]]:
+        sql = self._sql[table]
+        cur = self._raw(f"{sql.select_all} WHERE {where} = {sql.ph('_where')}", {"_where": key})
+        return [sql.decode(r) for r in cur.fetchall()]
 
     def _exec(self, stmt: Any, params: Any = None) -> Any:
         with self.tx() as conn:
@@ -106,7 +197,7 @@ class Store:
     # -- audit ----------------------------------------------------------------
     def audit(self, actor: str, action: str, target: str | None = None, params: Mapping[str, Any] | None = None, at: float | None = None) -> None:
         """Record who did what to which target with which parameters."""
-        self._exec(insert(t.audit).values(at=at or time.time(), actor=actor, action=action, target=target, params=_jsonable(params or {})))
+        self._insert("audit", {"at": at or time.time(), "actor": actor, "action": action, "target": target, "params": params or {}})
 
     # -- deployments ------------------------------------------------------------
     def insert_deployment(self, row: Mapping[str, Any]) -> None:
@@ -114,7 +205,7 @@ class Store:
 
     def update_deployment(self, dep_id: str, **fields: Any) -> None:
         fields.setdefault("updated_at", time.time())
-        self._exec(update(t.deployments).where(t.deployments.c.id == dep_id).values(**fields))
+        self._update("deployments", "id", dep_id, fields)
 
     def set_status(self, dep_id: str, status: str, reason: str | None = None, at: float | None = None) -> None:
         """Change a deployment's status and record the change."""
@@ -145,26 +236,27 @@ class Store:
     def insert_order(self, row: Mapping[str, Any]) -> int:
         now = row.get("created_at") or time.time()
         values = {"status_history": [[now, row.get("status", "pending")]], "filled": 0.0, "created_at": now, "updated_at": now, **row}
-        try:
-            return int(self._exec(insert(t.orders).values(**values)).inserted_primary_key[0])
-        except IntegrityError:
-            raise StoreError(f"An order with client id {row.get('client_order_id')!r} is already recorded.") from None
+        new_id = self._insert("orders", values, conflict=("client_order_id",))
+        if new_id is None:
+            raise StoreError(f"An order with client id {row.get('client_order_id')!r} is already recorded.")
+        return new_id
 
     def update_order(self, client_order_id: str, status: str | None = None, at: float | None = None, **fields: Any) -> None:
         """Update an order; a new status is appended to its status history."""
         now = at or time.time()
-        with self.tx() as conn:
+        with self.tx():
             if status is not None:
-                hist = conn.execute(select(t.orders.c.status_history).where(t.orders.c.client_order_id == client_order_id)).scalar()
-                history = list(hist or [])
+                cur = self._raw("SELECT status_history FROM orders WHERE client_order_id = " + self._sql["orders"].ph("c"), {"c": client_order_id})
+                found = cur.fetchone()
+                history = json.loads(found[0]) if found and found[0] else []
                 if not history or history[-1][1] != status:
                     history.append([now, status])
                 fields.update(status=status, status_history=history)
             fields["updated_at"] = now
-            conn.execute(update(t.orders).where(t.orders.c.client_order_id == client_order_id).values(**fields))
+            self._update("orders", "client_order_id", client_order_id, fields)
 
     def order(self, client_order_id: str) -> dict[str, Any] | None:
-        rows = self._rows(select(t.orders).where(t.orders.c.client_order_id == client_order_id))
+        rows = self._select("orders", "client_order_id", client_order_id)
         return rows[0] if rows else None
 
     def orders(self, deployment_id: str | None = None, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -177,12 +269,7 @@ class Store:
 
     def insert_fill(self, row: Mapping[str, Any]) -> bool:
         """Record a fill; False (and nothing written) if the venue trade id is already known."""
-        try:
-            with self.tx() as conn:
-                conn.execute(insert(t.fills).values(**row))
-            return True
-        except IntegrityError:
-            return False
+        return self._insert("fills", row, conflict=("venue", "venue_trade_id")) is not None
 
     def fills(self, deployment_id: str | None = None) -> list[dict[str, Any]]:
         stmt = select(t.fills).order_by(t.fills.c.id)
@@ -192,10 +279,10 @@ class Store:
 
     # -- positions and trades -----------------------------------------------
     def open_position(self, row: Mapping[str, Any]) -> int:
-        return int(self._exec(insert(t.positions).values(status="open", **row)).inserted_primary_key[0])
+        return int(self._insert("positions", {"status": "open", **row}) or 0)
 
     def update_position(self, position_id: int, **fields: Any) -> None:
-        self._exec(update(t.positions).where(t.positions.c.id == position_id).values(**fields))
+        self._update("positions", "id", position_id, fields)
 
     def positions(self, deployment_id: str | None = None, status: str | None = "open") -> list[dict[str, Any]]:
         stmt = select(t.positions).order_by(t.positions.c.id)
@@ -209,9 +296,9 @@ class Store:
         """Mark a position closed and record its trade, atomically."""
         if trade["exit_reason"] not in EXIT_REASONS:
             raise StoreError(f"Unknown exit reason {trade['exit_reason']!r}.")
-        with self.tx() as conn:
-            conn.execute(update(t.positions).where(t.positions.c.id == position_id).values(status="closed", closed_at=trade["exit_at"], amount=trade["amount"]))
-            conn.execute(insert(t.trades).values(position_id=position_id, **trade))
+        with self.tx():
+            self._update("positions", "id", position_id, {"status": "closed", "closed_at": trade["exit_at"], "amount": trade["amount"]})
+            self._insert("trades", {"position_id": position_id, **trade})
 
     def trades(self, deployment_id: str | None = None) -> pd.DataFrame:
         return self.frame("trades", **({"deployment_id": deployment_id} if deployment_id else {}))
@@ -219,13 +306,15 @@ class Store:
     # -- equity, risk ---------------------------------------------------------
     def add_equity(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
-            self._exec(insert(t.equity), [dict(r) for r in rows])
+            sql = self._sql["equity"]
+            keys = tuple(rows[0])
+            self._raw(sql.insert(keys).replace(" RETURNING id", ""), [sql.params(r, with_defaults=False) for r in rows], many=True)
 
     def equity(self, deployment_id: str) -> pd.DataFrame:
         return self.frame("equity", deployment_id=deployment_id)
 
     def add_risk_event(self, deployment_id: str | None, kind: str, reason: str, details: Mapping[str, Any] | None = None, symbol: str | None = None, at: float | None = None) -> None:
-        self._exec(insert(t.risk_events).values(deployment_id=deployment_id, at=at or time.time(), kind=kind, symbol=symbol, reason=reason, details=_jsonable(details or {})))
+        self._insert("risk_events", {"deployment_id": deployment_id, "at": at or time.time(), "kind": kind, "symbol": symbol, "reason": reason, "details": details or {}})
 
     # -- commands -----------------------------------------------------------
     def submit_command(self, command: str, deployment_id: str | None = None, args: Mapping[str, Any] | None = None, actor: str = "user") -> int:
@@ -267,10 +356,12 @@ class Store:
         rows = [{"venue_id": f"{venue_id}#head", "state": delta["head"], "updated_at": now}]
         rows += [{"venue_id": f"{venue_id}#o:{o['id']}", "state": o, "updated_at": now} for o in delta.get("orders") or ()]
         rows += [{"venue_id": f"{venue_id}#t:{tr['id']}", "state": tr, "updated_at": now} for tr in delta.get("trades") or ()]
-        rows = _jsonable(rows)
-        with self.tx() as conn:
-            conn.execute(delete(t.venue_state).where(t.venue_state.c.venue_id.in_([r["venue_id"] for r in rows])))
-            conn.execute(insert(t.venue_state), rows)
+        sql = self._sql["venue_state"]
+        params = [sql.params(r, with_defaults=False) for r in rows]
+        upsert = sql.insert(("venue_id", "state", "updated_at")).replace(" RETURNING id", "") + (
+            " ON CONFLICT (venue_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at")
+        with self.tx():
+            self._raw(upsert, params, many=True)
 
     def load_venue_state(self, venue_id: str) -> dict[str, Any] | None:
         """The venue's state: its full snapshot with every later delta applied (None if never saved)."""
@@ -296,6 +387,30 @@ class Store:
         state["orders"] = [orders[k] for k in sorted(orders, key=_id_key)]
         state["trades"] = [trades[k] for k in sorted(trades, key=_id_key)]
         return state
+
+class _Batch:
+    """The context manager of :meth:`Store.batch` (a class: entered on every bar, it must cost ~nothing)."""
+
+    __slots__ = ("store", "owner")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.owner = False
+
+    def __enter__(self) -> None:
+        loc = self.store._local
+        self.owner = getattr(loc, "conn", None) is None and not getattr(loc, "batch", False)
+        if self.owner:
+            loc.batch = True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self.owner:
+            try:
+                self.store._end_batch(commit=exc_type is None)
+            finally:
+                self.store._local.batch = False
+        return False
+
 
 def _id_key(key: str) -> tuple[int, int | str]:
     return (0, int(key)) if key.isdigit() else (1, key)
@@ -323,7 +438,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _explain(exc: DBAPIError, url: str) -> str:
-    text = str(exc.orig) if exc.orig else str(exc)
+    return _explain_text(str(exc.orig) if exc.orig else str(exc), url)
+
+
+def _explain_text(text: str, url: str) -> str:
+    if "UNIQUE constraint" in text or "duplicate key" in text:
+        return f"The store {url} refused a row that is already recorded ({text}); nothing was changed."
     if "locked" in text:
         return f"The store {url} is locked by another process ({text}); retry, or stop the other writer."
     if "disk" in text and "full" in text:

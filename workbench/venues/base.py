@@ -33,6 +33,8 @@ class OrderRequest:
     take_profit_price: float | None = None
     reduce_only: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: the price the engine decided at (a market order's minimum-notional check uses it instead of a ticker)
+    reference_price: float | None = None
 
     def __post_init__(self) -> None:
         if self.side not in ("buy", "sell"):

@@ -55,7 +55,8 @@ Persistence
     ``on_change`` when given) receives :meth:`delta` instead: the small head
     state plus only the orders changed and trades made since the last delta.
     Applying the deltas in order to a snapshot gives the current snapshot
-    (``Store.save_venue_delta`` does this).
+    (``Store.save_venue_delta`` does this). ``on_delta`` gets live references,
+    not a copy: it must serialize them before returning.
 
 Time
     Timestamps come from the injected ``clock`` (ms) or, without one, from the
@@ -200,9 +201,12 @@ class PaperExchange(PaperViews, ccxt.Exchange):
     def delta(self) -> dict[str, Any]:
         """What changed since the last delta: ``head`` (everything but orders and trades), the changed
         ``orders`` and the new ``trades``, JSON-serializable; clears ``dirty``."""
+        return copy.deepcopy(self._take_delta())
+
+    def _take_delta(self) -> dict[str, Any]:
+        """:meth:`delta` without the copy: live references, to be serialized at once (``on_delta`` does)."""
         orders = [self._orders[i] for i in sorted(self._touched, key=int)]
-        out = copy.deepcopy({"version": SNAPSHOT_VERSION, "head": self._head(), "orders": orders,
-                             "trades": self._trades[self._trades_saved:]})
+        out = {"version": SNAPSHOT_VERSION, "head": self._head(), "orders": orders, "trades": self._trades[self._trades_saved:]}
         self._touched.clear()
         self._trades_saved = len(self._trades)
         self.dirty = False
@@ -211,7 +215,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
     def persist(self) -> None:
         """Hand the current state to ``on_delta`` (or ``on_change``) even if only prices moved."""
         if self._on_delta is not None:
-            self._on_delta(self.delta())
+            self._on_delta(self._take_delta())
         elif self._on_change is not None:
             self._on_change(self.snapshot())
 
@@ -244,7 +248,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         if not self.dirty:
             return
         if self._on_delta is not None:
-            self._on_delta(self.delta())
+            self._on_delta(self._take_delta())
         elif self._on_change is not None:
             self._on_change(self.snapshot())
 

@@ -47,4 +47,5 @@ def paper_venue(
         "markets": specs,
         "on_delta": lambda delta: store.save_venue_delta(venue_id, delta),
     })
+    exchange.persisted_in = store  # its deltas join the engine's transactions (see Store.batch)
     return CcxtVenue(exchange, venue_id=venue_id)
