@@ -275,7 +275,7 @@ class CcxtVenue:
         rules = self.market(request.symbol)
         amount = rules.round_amount(request.amount)
         price = rules.round_price(request.price) if request.price else None
-        ref_price = price or request.trigger_price or request.stop_loss_price or request.take_profit_price
+        ref_price = price or request.trigger_price or request.stop_loss_price or request.take_profit_price or request.reference_price
         if ref_price is None:
             ticker = self.fetch_ticker(request.symbol)
             ref_price = float(ticker.get("last") or ticker.get("close") or 0) or None
