@@ -18,7 +18,6 @@ from workbench.emulator.codes import BybitError
 from workbench.emulator.faults import Faults
 from workbench.errors import ConfigError
 
-
 CLIENT_TIMEOUT_MS = 1500
 PERP = "BTC/USDT:USDT"
 SPOT = "BTC/USDT"
@@ -366,6 +365,46 @@ def test_faults_schedule_unit():
         faults.add("create_order", "timeot")
     with pytest.raises(ConfigError, match="operation"):
         faults.add("create_ordr", "drop")
+
+
+def test_down_fault_fails_every_request_until_its_time_on_an_injected_clock(emulator_factory):
+    now = [1_000.0]
+    emu = emulator_factory(fault_clock=lambda: now[0]).start()
+    bybit = emu.client(timeout_ms=CLIENT_TIMEOUT_MS)
+    bybit.load_markets()
+    fault = emu.faults.down(seconds=60)
+    assert fault.until == 1_060.0 and emu.faults.is_down("create_order")
+    for call in (lambda: bybit.fetch_ticker(PERP), lambda: bybit.fetch_ohlcv(PERP, "1h", limit=2),
+                 lambda: bybit.create_order(PERP, "market", "buy", 0.01, params={"clientOrderId": "down-1"})):
+        with pytest.raises(ccxt.ExchangeNotAvailable):
+            call()
+    assert emu.orders("down-1") == []  # nothing processed while down
+    emu.advance(1)  # the admin side (the market) keeps moving while the API is down
+    now[0] = 1_059.9
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        bybit.fetch_ticker(PERP)
+    now[0] = 1_060.0  # a minute later, without waiting one
+    assert bybit.fetch_ticker(PERP)["last"] > 0 and not emu.faults.is_down()
+    bybit.create_order(PERP, "market", "buy", 0.01, params={"clientOrderId": "down-1"})
+    assert len(emu.orders("down-1")) == 1
+    assert [k for _, k in emu.faults.log].count("down") == 4
+
+
+def test_down_fault_refusing_connections_until_brought_up(emulator, bybit):
+    emulator.faults.down(refuse=True)  # no end: until up()
+    with pytest.raises(ccxt.NetworkError):
+        bybit.fetch_ticker(PERP)
+    emulator.faults.add("tickers", "http_error", status=500)  # other faults are untouched by up()
+    emulator.faults.up()
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        bybit.fetch_ticker(PERP)
+    assert bybit.fetch_ticker(PERP)["last"] > 0
+    with pytest.raises(ConfigError, match="positive"):
+        emulator.faults.down(seconds=0)
+    status, body = _admin(emulator, "down", {"seconds": 30}, emulator.admin_token)
+    assert status == 200 and body["result"]["kind"] == "down" and emulator.faults.is_down()
+    _admin(emulator, "up", {}, emulator.admin_token)
+    assert not emulator.faults.is_down() and bybit.fetch_ticker(PERP)["last"] > 0
 
 
 # -- matching and accounting without HTTP --------------------------------------------------

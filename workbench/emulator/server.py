@@ -76,7 +76,9 @@ class Emulator:
     `timeframe`; `start` of the manual clock; ``clock='manual'`` (tests move it
     with :meth:`advance`/:meth:`set_time`) or ``'real'`` (wall time);
     starting `balances`; market-order `slippage`; the accepted API key; the
-    loopback `host`/`port` (0: a free port); `admin_token` for /admin/ routes.
+    loopback `host`/`port` (0: a free port); `admin_token` for /admin/ routes;
+    `fault_clock` times faults that last a while (``faults.down(seconds=60)``;
+    default `wall`): give a fake clock so a test need not wait a real minute.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Emulator:
         wall: Callable[[], float] = time.time,
         hang_seconds: float = 30.0,
         seed: int = 0,
+        fault_clock: Callable[[], float] | None = None,
     ) -> None:
         if clock not in ("manual", "real"):
             raise ConfigError(f"clock must be 'manual' or 'real', got {clock!r}.")
@@ -111,7 +114,7 @@ class Emulator:
         self.feed = PriceFeed(frames, timeframe, start_ms=start_ms, realtime=clock == "real", wall=wall,
                               sample=isinstance(data, str))
         self.exchange = Exchange(self.feed, ExchangeConfig(balances or {"USDT": 100_000.0}, slippage), seed=seed)
-        self.faults = Faults(OPERATIONS)
+        self.faults = Faults(OPERATIONS, clock=fault_clock or wall)
         #: (method, path, op) of every request served, for tests
         self.requests: list[tuple[str, str, str]] = []
         self._server: _Server | None = None
@@ -445,7 +448,7 @@ class Emulator:
 
     # -- admin --------------------------------------------------------------------
     def admin(self, action: str, params: dict[str, Any]) -> Any:
-        """The /admin/<action> routes: advance, set_time, manual_order, manual_close, fault, clear_faults, state."""
+        """The /admin/<action> routes: advance, set_time, manual_order, manual_close, fault, down, up, clear_faults, state."""
         if action == "advance":
             self.advance(int(params.get("bars", 1)))
             return {"now": self.now_ms()}
@@ -457,9 +460,16 @@ class Emulator:
         if action == "manual_close":
             return self.manual_close(params["symbol"])
         if action == "fault":
-            f = self.faults.add(params["op"], params["kind"], params.get("times", 1),
-                                **{k: v for k, v in params.items() if k not in ("op", "kind", "times")})
-            return {"op": f.op, "kind": f.kind, "times": f.times}
+            f = self.faults.add(params["op"], params["kind"], params.get("times", 1), params.get("until"),
+                                **{k: v for k, v in params.items() if k not in ("op", "kind", "times", "until")})
+            return {"op": f.op, "kind": f.kind, "times": f.times, "until": f.until}
+        if action == "down":
+            f = self.faults.down(params.get("seconds"), params.get("until"), params.get("op", "*"),
+                                 int(params.get("status", 503)), bool(params.get("refuse", False)))
+            return {"op": f.op, "kind": f.kind, "until": f.until}
+        if action == "up":
+            self.faults.up()
+            return {}
         if action == "clear_faults":
             self.faults.clear()
             return {}
@@ -542,6 +552,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 if kind == "timeout":
                     self.server.stopping.wait(float(fault.params.get("seconds", emu.hang_seconds)))
                 raise _Drop
+            elif kind == "down":
+                if fault.params.get("refuse"):
+                    raise _Drop
+                status = int(fault.params.get("status", 503))
+                self._send(status, f"<html><body><h1>{status} Service Unavailable</h1></body></html>".encode(), "text/html")
+                return
             elif kind == "http_error":
                 status = int(fault.params.get("status", 503))
                 self._send(status, f"<html><body><h1>{status} Service Unavailable</h1></body></html>".encode(), "text/html")
