@@ -289,12 +289,15 @@ def test_full_store_stops_trading_instead_of_trading_blind(tmp_path, venue_in_st
     rt.venue.exchange.create_order = lambda *a, **k: sent.append(a) or real_create(*a, **k)
     feed(engine, {"BTC/USDT": df.iloc[100:]}, engine.clock)
     assert rt.status == "error"
-    assert len(sent) <= 1, "after the first failed write nothing more is sent"
     reopened = Store(path)
     recorded = {o["client_order_id"] for o in reopened.orders(rt.id)}
+    sent_ids = [args[5]["clientOrderId"] for args in sent]
     if not venue_in_store:
-        for args in sent:  # every order that reached the venue was written ahead of sending it
-            assert args[5]["clientOrderId"] in recorded
+        assert len(sent) <= 1, "after the first failed write nothing more is sent"
+        for cid in sent_ids:  # every order that reached the venue was written ahead of sending it
+            assert cid in recorded
     else:
+        assert len({cid.rsplit("-", 1)[0] for cid in sent_ids}) <= 1, "only the failing bar's orders were sent"
         state = reopened.load_venue_state(f"paper:{rt.id}") or {"orders": []}
         assert {o["clientOrderId"] for o in state["orders"]} == recorded
+        assert not recorded & set(sent_ids), "the failing bar left nothing half-written"

@@ -470,3 +470,25 @@ def test_check_order_never_raises(amount, price, equity, mark):
         assert verdict.level in ("LOW", "MEDIUM", "HIGH")
         if verdict.allowed:
             assert math.isfinite(verdict.amount) and verdict.amount > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.floats(-0.03, 0.03), st.floats(0, 30_000)), min_size=1, max_size=80),
+    daily=st.sampled_from([None, 0.01, 0.03]),
+    drawdown=st.sampled_from([None, 0.02, 0.05]),
+    resume_at=st.integers(0, 80),
+)
+def test_guard_equity_fast_path_equals_the_full_update(steps, daily, drawdown, resume_at):
+    """The engine hands the guard a bare equity on every bar; it must decide exactly as with a full view."""
+    limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=600)
+    fast, full = RiskGuard(limits), RiskGuard(limits)
+    eq, t = 10_000.0, T0
+    for i, (ret, dt) in enumerate(steps):
+        eq, t = eq * (1 + ret), t + dt
+        if i == resume_at:
+            assert fast.resume(t).reason == full.resume(t).reason
+        got = fast.update(float(eq), float(t))
+        want = full.update(view(eq, day_start=full.day_start_equity or eq, peak=max(full.peak_equity or eq, eq)), t)
+        assert [(e.kind, e.reason) for e in got] == [(e.kind, e.reason) for e in want]
+        assert fast.state() == full.state()

@@ -69,12 +69,13 @@ class DeploymentRuntime:
         self.warmup = strategy.warmup(params)
         self.history: dict[str, deque] = {s: deque(maxlen=self.warmup) for s in spec.symbols}
         self.precomputed: dict[str, dict[int, tuple[bool, bool, bool, bool, float]]] = {}
-        self._equity_rows: list[dict[str, Any]] = []
+        self._equity_rows: list[tuple[float, float, float, float]] = []  # (at, equity, cash, unrealized)
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
         self.live_venue = bool(getattr(venue, "live", False))
         # a venue that fills from the bars we feed it (the paper exchange), as opposed to a real market
-        self.simulated = getattr(getattr(venue, "exchange", None), "feed_bar", None) is not None
+        self._feed_bar = getattr(getattr(venue, "exchange", None), "feed_bar", None)
+        self.simulated = self._feed_bar is not None
         # its state is written in our store's transactions: a bar's writes and the venue's commit together
         self.venue_in_store = getattr(getattr(venue, "exchange", None), "persisted_in", None) is store
         self.paused_by: str | None = None  # 'risk' pauses lift themselves; a person's pause waits for a person
@@ -140,13 +141,15 @@ class DeploymentRuntime:
 
     # -- the bar ------------------------------------------------------------
     def step(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
-        """A closed bar reaches a simulated venue first (its resting orders fill), then the deployment."""
+        """A closed bar reaches a simulated venue first (its resting orders fill), then the deployment.
+
+        The bar's writes (and the paper venue's) commit together at its end (:meth:`Store.batch`).
+        """
         if ts_ms <= self.cursor.get(symbol, -1):
             return
         with self.store.batch():
-            feed = getattr(getattr(self.venue, "exchange", None), "feed_bar", None)
-            if feed is not None:
-                feed(symbol, ts_ms, o, h, lo, c, v)
+            if self._feed_bar is not None:
+                self._feed_bar(symbol, ts_ms, o, h, lo, c, v)
             if self.status in ("active", "paused"):
                 self.on_bar(symbol, ts_ms, o, h, lo, c, v)
 
@@ -154,11 +157,12 @@ class DeploymentRuntime:
         """Process one closed bar of `symbol` (bar open time `ts_ms`)."""
         if ts_ms <= self.cursor.get(symbol, -1):
             return  # already processed (restart or duplicate feed)
-        if self.precomputed.get(symbol) is None:
+        if symbol not in self.precomputed:
             self.history[symbol].append((ts_ms, o, h, lo, c, v))
         self.marks[symbol] = c
-        fired = self._check_protection(symbol, ts_ms, o, h, lo)
-        for event in self.guard.update(self.view(), self._now()):
+        fired = self._check_protection(symbol, ts_ms, o, h, lo) if symbol in self.ledger.positions else False
+        now = self._now()
+        for event in self.guard.update(float(self.equity()), float(now)):
             self._risk_event(event.kind, event.reason, event.details, None)
             if event.kind == "paused" and self.status == "active":
                 self.paused_by = "risk"
@@ -172,9 +176,14 @@ class DeploymentRuntime:
                 self.emit("signal", {"deployment_id": self.id, "symbol": symbol, "decision": decision})
                 self._act(symbol, ts_ms, c, decision)
         self.cursor[symbol] = ts_ms
-        eq = self.equity()
-        self.peak_equity = max(self.peak_equity, eq)
-        self._equity_rows.append({"deployment_id": self.id, "at": ts_ms / 1000.0, "equity": eq, "cash": self.ledger.cash, "unrealized": self.ledger.unrealized(self.marks)})
+        ledger = self.ledger
+        if ledger.positions:
+            eq, unrealized = ledger.equity(self.marks), ledger.unrealized(self.marks)
+        else:
+            eq, unrealized = ledger.cash, 0.0
+        if eq > self.peak_equity:
+            self.peak_equity = eq
+        self._equity_rows.append((ts_ms / 1000.0, eq, ledger.cash, unrealized))
         if len(self._equity_rows) >= self._equity_batch:
             self.flush()
 
@@ -474,7 +483,7 @@ class DeploymentRuntime:
         """Write batched equity rows, the bar cursor and the risk guard state."""
         rows, self._equity_rows = self._equity_rows, []
         with self.store.tx():
-            self.store.add_equity(rows)
+            self.store.add_equity([{"deployment_id": self.id, "at": at, "equity": eq, "cash": cash, "unrealized": u} for at, eq, cash, u in rows])
             self.store.update_deployment(self.id, cursor={k: int(v) for k, v in self.cursor.items()}, risk_state=self.guard.state())
 
     def stop(self, reason: str = "stop", exit_reason: str = "stop") -> None:

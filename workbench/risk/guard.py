@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from .limits import RiskLimits
 from .model import PortfolioView, RiskEvent, as_seconds, finite_number, positive_number
 
+_INF = float("inf")
 RECOVERY = 0.5  # a drawdown pause lifts by itself once the drawdown is back to this share of the limit
 TOL = 1e-9
 STATE_VERSION = 1
@@ -55,23 +56,34 @@ class RiskGuard:
         self.breaches: dict[str, dict[str, Any]] = {}
         self.paused_at: float | None = None
         self.rearm: list[str] = []
+        self._day_lo = self._day_hi = 0.0
+        self._day_name = ""
 
     @property
     def paused(self) -> bool:
         return bool(self.breaches)
 
     # -- the state machine ----------------------------------------------------
-    def update(self, view: PortfolioView, now: float | datetime) -> list[RiskEvent]:
-        """Take in the books at `now`; return the 'paused' and 'resumed' events this causes."""
+    def update(self, view: PortfolioView | float, now: float | datetime) -> list[RiskEvent]:
+        """Take in the books (a view, or just the equity) at `now`; return the 'paused' and 'resumed' events this causes.
+
+        The engine calls this on every bar, so the common case (same UTC day, no
+        pause, no limit reached) returns after a few comparisons.
+        """
+        if type(view) is float and type(now) is float and self._quiet(view, now):
+            return []
         t = as_seconds(now)
-        eq = view.equity
+        if isinstance(view, PortfolioView):
+            eq, day_start, peak = view.equity, view.day_start_equity, view.peak_equity
+        else:
+            eq, day_start, peak = view, None, None
         if not finite_number(eq):
             return []
-        day = _utc_day(t)
+        day = self._day_of(t)
         if self.day is None:
-            start = view.day_start_equity if positive_number(view.day_start_equity) else eq
+            start = day_start if positive_number(day_start) else eq
             self.day_start_equity = self.loss_reference = start
-            peak = view.peak_equity if finite_number(view.peak_equity) else eq
+            peak = peak if finite_number(peak) else eq
             self.peak_equity = self.drawdown_peak = max(peak, eq)
         elif day != self.day:
             self.day_start_equity = self.loss_reference = eq
@@ -109,6 +121,32 @@ class RiskGuard:
             events.append(RiskEvent("resumed", reason, {"rules": cleared, "equity": eq, "manual": False,
                                                         **{r: measures[r] for r in cleared}}, t))
         return events
+
+    def _quiet(self, eq: float, t: float) -> bool:
+        """True when `eq` at `t` changes nothing but the peaks: the same UTC day, no pause, no re-arm, no limit reached."""
+        if self.day is None or self.breaches or self.rearm or not self._day_lo <= t < self._day_hi or not -_INF < eq < _INF:
+            return False
+        peak, dd_peak, start, ref = self.peak_equity, self.drawdown_peak, self.day_start_equity, self.loss_reference
+        if peak is None or dd_peak is None:
+            return False
+        if eq > peak:
+            self.peak_equity = eq
+        if eq > dd_peak:
+            self.drawdown_peak = dd_peak = eq
+        dl, dd = self.limits.daily_loss_limit, self.limits.drawdown_limit
+        if dl is not None and start is not None and start > 0 and ref is not None and (ref - eq) / start >= dl * (1 - TOL):
+            return False
+        if dd is not None and dd_peak > 0 and (dd_peak - eq) / dd_peak >= dd * (1 - TOL):
+            return False
+        return True
+
+    def _day_of(self, t: float) -> str:
+        """The UTC day of `t` ('YYYY-MM-DD'), with the day's bounds kept for :meth:`_quiet`."""
+        if not self._day_lo <= t < self._day_hi:
+            self._day_lo = t - t % 86400.0
+            self._day_hi = self._day_lo + 86400.0
+            self._day_name = _utc_day(t)
+        return self._day_name
 
     def can_open(self, now: float | datetime) -> tuple[bool, str]:
         """Whether new exposure may be taken at `now`, and if not, why and until when."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class Store:
         self.engine = create_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._local = threading.local()
+        self._local = _TxState()
         dialect = self.engine.dialect
         returning = not self.url.startswith("sqlite")
         self._sql = {name: TableSql(tbl, dialect.paramstyle, returning) for name, tbl in t.metadata.tables.items()}
@@ -78,11 +78,11 @@ class Store:
     def tx(self) -> Iterator[Connection]:
         """Group several writes into one atomic transaction (nested calls and :meth:`batch` join it)."""
         loc = self._local
-        conn = getattr(loc, "conn", None)
+        conn = loc.conn
         if conn is not None:
             yield conn
             return
-        if getattr(loc, "batch", False):
+        if loc.batch:
             yield self._begin_batch()
             return
         try:
@@ -111,8 +111,28 @@ class Store:
     def commit_now(self) -> None:
         """Inside :meth:`batch`: commit what was written so far (the batch goes on). Elsewhere: nothing to do."""
         loc = self._local
-        if getattr(loc, "batch", False) and getattr(loc, "conn", None) is not None:
+        if loc.batch and loc.conn is not None:
             self._end_batch(commit=True)
+
+    def before_commit(self, key: str, fn: Callable[[], None]) -> None:
+        """Inside :meth:`batch`: call `fn` once (per `key`) just before the batch commits. Elsewhere: call it now.
+
+        The paper venue saves its state this way: once per bar, in the bar's transaction.
+        """
+        loc = self._local
+        if loc.batch:
+            if loc.hooks is None:
+                loc.hooks = {}
+            loc.hooks[key] = fn
+        else:
+            fn()
+
+    def _run_hooks(self) -> None:
+        loc = self._local
+        while loc.hooks:
+            hooks, loc.hooks = loc.hooks, None
+            for fn in hooks.values():
+                fn()
 
     def _begin_batch(self) -> Connection:
         loc = self._local
@@ -126,7 +146,15 @@ class Store:
 
     def _end_batch(self, commit: bool) -> None:
         loc = self._local
-        conn, trans = getattr(loc, "conn", None), getattr(loc, "trans", None)
+        if commit:
+            try:
+                self._run_hooks()
+            except BaseException:
+                self._end_batch(commit=False)
+                raise
+        else:
+            loc.hooks = None
+        conn, trans = loc.conn, loc.trans
         loc.conn = loc.trans = None
         if conn is None:
             return
@@ -188,11 +216,20 @@ class Store:
     def frame(self, table: str, **where: Any) -> pd.DataFrame:
         """A table (optionally filtered by equality) as a DataFrame."""
         tbl = t.metadata.tables[table]
-        stmt = select(tbl)
-        for key, value in where.items():
-            stmt = stmt.where(tbl.c[key] == value)
-        rows = self._rows(stmt.order_by(*tbl.primary_key.columns))
-        return pd.DataFrame(rows, columns=[c.name for c in tbl.columns])
+        sql = self._sql[table]
+        for key in where:
+            if key not in tbl.c:
+                raise StoreError(f"Table {table} has no column {key!r}; columns: {', '.join(sql.columns)}.")
+        cond = " AND ".join(f"{k} = {sql.ph('w_' + k)}" for k in where)
+        order = ", ".join(c.name for c in tbl.primary_key.columns)
+        stmt = sql.select_all + (f" WHERE {cond}" if cond else "") + f" ORDER BY {order}"
+        rows = self._raw(stmt, {f"w_{k}": v for k, v in where.items()}).fetchall()
+        df = pd.DataFrame.from_records(rows, columns=sql.columns)
+        for name in sql.json:
+            df[name] = [json.loads(v) if isinstance(v, str) else v for v in df[name]]
+        for name in sql.bools:
+            df[name] = [None if v is None else bool(v) for v in df[name]]
+        return df
 
     # -- audit ----------------------------------------------------------------
     def audit(self, actor: str, action: str, target: str | None = None, params: Mapping[str, Any] | None = None, at: float | None = None) -> None:
@@ -388,6 +425,15 @@ class Store:
         state["trades"] = [trades[k] for k in sorted(trades, key=_id_key)]
         return state
 
+class _TxState(threading.local):
+    """Per thread: the open transaction's connection, whether a batch is open."""
+
+    conn: Connection | None = None
+    trans: Any = None
+    batch: bool = False
+    hooks: dict[str, Callable[[], None]] | None = None
+
+
 class _Batch:
     """The context manager of :meth:`Store.batch` (a class: entered on every bar, it must cost ~nothing)."""
 
@@ -399,12 +445,16 @@ class _Batch:
 
     def __enter__(self) -> None:
         loc = self.store._local
-        self.owner = getattr(loc, "conn", None) is None and not getattr(loc, "batch", False)
+        self.owner = loc.conn is None and not loc.batch
         if self.owner:
             loc.batch = True
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if self.owner:
+            loc = self.store._local
+            if loc.conn is None and not loc.hooks:  # nothing was written
+                loc.batch = False
+                return False
             try:
                 self.store._end_batch(commit=exc_type is None)
             finally:

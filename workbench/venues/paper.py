@@ -56,7 +56,10 @@ Persistence
     state plus only the orders changed and trades made since the last delta.
     Applying the deltas in order to a snapshot gives the current snapshot
     (``Store.save_venue_delta`` does this). ``on_delta`` gets live references,
-    not a copy: it must serialize them before returning.
+    not a copy: it must serialize them before returning. ``defer(fn)``, when
+    given, decides when the change is handed over: the paper venue of a
+    deployment defers it to the end of the bar's transaction
+    (``Store.before_commit``), so a bar's several orders save once.
 
 Time
     Timestamps come from the injected ``clock`` (ms) or, without one, from the
@@ -79,7 +82,7 @@ from .paper_accounts import step_floor
 from .paper_markets import build_market, default_markets, infer_market
 from .paper_views import PaperViews
 
-_OWN_KEYS = ("balance", "costs", "markets", "partial_fill_volume_fraction", "state", "on_change", "on_delta", "clock",
+_OWN_KEYS = ("balance", "costs", "markets", "partial_fill_volume_fraction", "state", "on_change", "on_delta", "defer", "clock",
              "liquidation", "maintenance_margin_rate", "history_limit", "auto_markets")
 _NAN = float("nan")
 _INF = float("inf")
@@ -142,12 +145,14 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         clock = own.get("clock")
         on_change = own.get("on_change")
         on_delta = own.get("on_delta")
-        for name, fn in (("clock", clock), ("on_change", on_change), ("on_delta", on_delta)):
+        defer = own.get("defer")
+        for name, fn in (("clock", clock), ("on_change", on_change), ("on_delta", on_delta), ("defer", defer)):
             if fn is not None and not callable(fn):
                 raise ConfigError(f"{name} must be a callable, got {fn!r}.")
         self._clock: Callable[[], float] | None = clock
         self._on_change: Callable[[dict[str, Any]], None] | None = on_change
         self._on_delta: Callable[[dict[str, Any]], None] | None = on_delta
+        self._defer: Callable[[Callable[[], None]], None] | None = defer
         self._specs: list[Any] = list(own.get("markets") or default_markets())
         self._bars: dict[str, list[list[float]]] = {}
         self._reset()
@@ -245,6 +250,14 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             self._touched.add(order["id"])
 
     def _notify(self) -> None:
+        if not self.dirty:
+            return
+        if self._defer is not None:
+            self._defer(self._deliver)
+        else:
+            self._deliver()
+
+    def _deliver(self) -> None:
         if not self.dirty:
             return
         if self._on_delta is not None:

@@ -46,6 +46,7 @@ def paper_venue(
         "state": state,
         "markets": specs,
         "on_delta": lambda delta: store.save_venue_delta(venue_id, delta),
+        "defer": lambda deliver: store.before_commit(venue_id, deliver),
     })
     exchange.persisted_in = store  # its deltas join the engine's transactions (see Store.batch)
     return CcxtVenue(exchange, venue_id=venue_id)
