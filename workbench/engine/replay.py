@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,9 @@ from .clock import ManualClock
 from .core import Engine
 from .deployment import DeploymentRuntime
 from .spec import DeploymentSpec
+
+#: bars per transaction in a replay: a crash loses at most these (the restart replays them identically)
+COMMIT_EVERY = 1000
 
 
 @dataclass
@@ -113,16 +117,21 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
 
         bar_iter = tqdm(rows, total=total, desc=f"replay {rt.id}", unit="bar", mininterval=0.5)
     done = 0
-    for ts, sym, o, h, lo, c, v in bar_iter:
-        ts = int(ts)
-        if ts <= rt.cursor.get(sym, -1):
-            continue
-        if stop_after is not None and done >= stop_after:
-            return False
-        clock.set((ts + step_ms) / 1000.0)
-        rt.step(sym, ts, o, h, lo, c, v)
-        done += 1
-    return True
+    while True:
+        with rt.store.batch():  # a group's bars, the books and the venue state commit together
+            seen = 0
+            for ts, sym, o, h, lo, c, v in islice(bar_iter, COMMIT_EVERY):
+                seen += 1
+                ts = int(ts)
+                if ts <= rt.cursor.get(sym, -1):
+                    continue
+                if stop_after is not None and done >= stop_after:
+                    return False
+                clock.set((ts + step_ms) / 1000.0)
+                rt.step(sym, ts, o, h, lo, c, v)
+                done += 1
+        if seen < COMMIT_EVERY:
+            return True
 
 
 def _persist_venue(rt: DeploymentRuntime) -> None:
