@@ -4,8 +4,10 @@ Amounts and prices are rounded to the market's precision and checked against
 its minimums before sending. Transient errors (network, timeouts, rate limits,
 exchange unavailable) are retried with exponential backoff and jitter; after
 one, the order is looked up by its client id before it is sent again, so a
-retry never places a second order. Permanent errors surface at once as
-:class:`VenueError` naming the ccxt error.
+retry never places a second order. An order keeps being retried for at least
+``RetryPolicy.patience`` seconds (by the venue's clock), so a venue that is
+down for a minute gets the order once it answers again. Permanent errors
+surface at once as :class:`VenueError` naming the ccxt error.
 """
 from __future__ import annotations
 
@@ -52,12 +54,18 @@ class PermanentVenueError(VenueError):
 
 @dataclass
 class RetryPolicy:
-    """Exponential backoff with jitter for transient venue errors."""
+    """Exponential backoff with jitter for transient venue errors.
+
+    `attempts` bounds every call; an order is retried further until `patience`
+    seconds have passed since its first try (0: attempts only), to ride out an
+    outage (a venue down for a minute: patience=90).
+    """
 
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 20.0
     jitter: float = 0.25
+    patience: float = 0.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         d = min(self.max_delay, self.base_delay * (2**attempt))
@@ -285,6 +293,7 @@ class CcxtVenue:
             if key in params:
                 params[key] = rules.round_price(params[key])
         attempt = 0
+        started = self.clock()
         while True:
             try:
                 return self._call("create_order", self.exchange.create_order, symbol, kind, side, amount, price, params, retry=False)
@@ -300,9 +309,9 @@ class CcxtVenue:
                 if found:
                     return found
                 attempt += 1
-                if attempt >= self.retry.attempts:
+                if attempt >= self.retry.attempts and self.clock() - started >= self.retry.patience:
                     raise
-                self.sleep(self.retry.delay(attempt - 1, self.rng))
+                self.sleep(self.retry.delay(min(attempt - 1, 16), self.rng))
 
     def _lookup_after_failure(self, symbol: str, cid: str) -> dict[str, Any] | None:
         try:
