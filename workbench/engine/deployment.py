@@ -256,6 +256,12 @@ class DeploymentRuntime:
                 if row["status"] == "pending":
                     self.store.update_order(cid, status="rejected", error=f"{_NEVER_SENT} (found on recovery)")
                     counts["never_sent"] += 1
+                    pos = self.ledger.positions.get(symbol)
+                    if pos is not None and cid in (pos.sl_cid, pos.tp_cid):  # a stop never placed: placed again below
+                        if cid == pos.sl_cid:
+                            pos.sl_cid, pos.sl_order_id = None, None
+                        else:
+                            pos.tp_cid, pos.tp_order_id = None, None
                 continue
             self._record_order_state(cid, order)
             if order.get("status") != "closed" or not order.get("filled"):
