@@ -586,3 +586,36 @@ def test_equity_equals_cash_plus_realized_plus_unrealized_minus_fees(ops, partia
     assert equity == pytest.approx(ex.equity(), abs=1e-6)
     for k in ("free", "used"):
         assert all(v >= 0 for v in bal[k].values())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    leverage=st.sampled_from([1, 5, 20]),
+    side=st.sampled_from(["buy", "sell"]),
+    levels=st.lists(st.floats(0.85, 1.15), min_size=4, max_size=4),
+    moves=st.lists(st.tuples(st.floats(-0.04, 0.04), st.floats(0, 0.03), st.floats(0, 0.03)), min_size=1, max_size=40),
+)
+def test_skipping_bars_that_reach_no_level_changes_nothing(leverage, side, levels, moves):
+    """Bars that reach no order's level (nor the liquidation price) skip the book: same result as processing every bar."""
+    def run(skip: bool) -> dict:
+        ex = make(balance={"USDT": 100_000})
+        if not skip:
+            ex._reach = lambda symbol: (float("inf"), -float("inf"))  # always process
+        flat(ex, PERP, 0, 100)
+        ex.set_leverage(leverage, PERP)
+        ex.create_order(PERP, "market", side, 10, None, {"clientOrderId": "entry"})
+        exit_side = "sell" if side == "buy" else "buy"
+        sl, tp = (100 * levels[0], 100 * levels[1]) if side == "buy" else (100 * levels[1], 100 * levels[0])
+        if (side == "buy" and sl < 100 < tp) or (side == "sell" and tp < 100 < sl):
+            ex.create_order(PERP, "market", exit_side, 10, None, {"clientOrderId": "sl", "stopLossPrice": sl})
+            ex.create_order(PERP, "market", exit_side, 10, None, {"clientOrderId": "tp", "takeProfitPrice": tp})
+        ex.create_order(PERP, "limit", side, 2, 100 * min(levels[2], 0.999) if side == "buy" else 100 * max(levels[2], 1.001), {"clientOrderId": "lim"})
+        ex.create_order(PERP, "market", side, 1, None, {"clientOrderId": "stop", "triggerPrice": 100 * max(levels[3], 1.001) if side == "buy" else 100 * min(levels[3], 0.999)})
+        price = 100.0
+        for i, (ret, up, down) in enumerate(moves, start=1):
+            o, c = price, price * (1 + ret)
+            bar(ex, PERP, i, o, max(o, c) * (1 + up), min(o, c) * (1 - down), c)
+            price = c
+        return ex.snapshot()
+
+    assert run(skip=True) == run(skip=False)

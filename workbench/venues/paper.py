@@ -179,6 +179,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self._now_ms: int | None = None
         self._added_specs: list[Any] = []
         self._touched: set[str] = set()  # orders changed since the last delta
+        self._reach_cache: dict[str, tuple[float, float]] = {}  # see _reach
         self._trades_saved = 0  # trades already given out by delta()
 
     def _set_cash(self, balance: Mapping[str, float]) -> None:
@@ -246,6 +247,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
 
     def _changed(self, order: dict[str, Any] | None = None) -> None:
         self.dirty = True
+        self._reach_cache.clear()
         if order is not None:
             self._touched.add(order["id"])
 
@@ -314,7 +316,9 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self._seq[symbol] = self._seq.get(symbol, 0) + 1
         self._record_bar(symbol, ts, o, h, lo, c, v, tick)
         if self._open.get(symbol) or symbol in self._positions:
-            self._process_bar(symbol, ts, o, h, lo, v)
+            low_reach, high_reach = self._reach(symbol)
+            if lo <= low_reach or h >= high_reach:
+                self._process_bar(symbol, ts, o, h, lo, v)
         self._last[symbol] = [ts, o, h, lo, c, v]
         self._notify()
         return True
@@ -353,6 +357,44 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         return len(bars)
 
     # -- the bar ----------------------------------------------------------------
+    def _reach(self, symbol: str) -> tuple[float, float]:
+        """(L, H): a bar with low > L and high < H can fill, trigger or liquidate nothing of `symbol`.
+
+        Every rule in :mod:`workbench.fills` acts only when the bar reaches its
+        level (a gap at the open reaches it too, the open being inside the bar),
+        so most bars of a long replay skip the order book. Kept until the orders
+        or positions change.
+        """
+        reach = self._reach_cache.get(symbol)
+        if reach is not None:
+            return reach
+        low_reach, high_reach = -_INF, _INF
+        for oid in self._open.get(symbol, ()):
+            order = self._orders[oid]
+            buy = order["side"] == "buy"
+            if order["kind"] == "limit":
+                levels: tuple[Any, ...] = (order["price"],)
+                downward = buy
+            elif order["kind"] == "trigger":
+                levels, downward = (order["triggerPrice"],), not buy
+            elif order["kind"] == "protect":  # a sell protects a long: its stop is below, its target above
+                levels = (order["stopLossPrice"], order["takeProfitPrice"])
+                for level, down in zip(levels, (not buy, buy), strict=True):
+                    if level is not None:
+                        low_reach, high_reach = (max(low_reach, level), high_reach) if down else (low_reach, min(high_reach, level))
+                continue
+            else:
+                return -_INF, -_INF  # unknown kind: always process
+            for level in levels:
+                if level is not None:
+                    low_reach, high_reach = (max(low_reach, level), high_reach) if downward else (low_reach, min(high_reach, level))
+        pos = self._positions.get(symbol)
+        if self.liquidation and pos is not None and pos.get("contracts"):
+            liq = self._liquidation_price(symbol, pos)
+            low_reach, high_reach = (max(low_reach, liq), high_reach) if pos["contracts"] > 0 else (low_reach, min(high_reach, liq))
+        self._reach_cache[symbol] = (low_reach, high_reach)
+        return low_reach, high_reach
+
     def _process_bar(self, symbol: str, ts: int, o: float, h: float, lo: float, v: float) -> None:
         seq = self._seq[symbol]
         active: dict[str, list[dict[str, Any]]] = {"protect": [], "trigger": [], "limit": []}
