@@ -218,9 +218,10 @@ class DeploymentRuntime:
             self._risk_event("denied", "; ".join(verdict.reasons), {"intent": intent.__dict__, "level": verdict.level}, symbol)
             return
         cid = client_order_id(self.id, symbol, ts_ms, "e")
-        if not self._may_send(cid):
+        row = self.store.order(cid)
+        if row is not None and not (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT)):
             return  # this decision was already acted on (restart)
-        order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid, reference_price=price), "entry")
+        order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid, reference_price=price), "entry", known=row is not None)
         if order is None or not order.get("filled"):
             return
         self._opened(symbol, cid, order, ts_ms, side, confidence)
@@ -229,12 +230,13 @@ class DeploymentRuntime:
         """Book a filled entry order as a position and protect it."""
         filled, avg, fee = _fill_of(order)
         margin = self.rules[symbol].contract or side == "short"
+        sl, tp = stop_levels(side, avg, self.limits.stop_loss, self.limits.take_profit)
         pos_id = self.store.open_position({
             "deployment_id": self.id, "symbol": symbol, "side": side, "amount": filled, "entry_price": avg,
             "entry_at": ts_ms / 1000.0, "entry_fee": fee, "confidence": confidence,
-            "leverage": float(self.limits.leverage),
+            "leverage": float(self.limits.leverage), "sl_price": None if sl != sl else sl, "tp_price": None if tp != tp else tp,
         })
-        pos = OpenPosition(pos_id, symbol, side, filled, avg, ts_ms / 1000.0, fee, margin, confidence)
+        pos = OpenPosition(pos_id, symbol, side, filled, avg, ts_ms / 1000.0, fee, margin, confidence, sl_price=sl, tp_price=tp)
         self.ledger.open(pos)
         self.store.update_order(cid, position_id=pos_id)
         self._protect(pos, ts_ms)
@@ -301,6 +303,7 @@ class DeploymentRuntime:
     def _protect(self, pos: OpenPosition, ts_ms: int, sl: bool = True, tp: bool = True) -> None:
         want_sl, want_tp = sl, tp
         sl, tp = stop_levels(pos.side, pos.entry_price, self.limits.stop_loss, self.limits.take_profit)
+        stored = _same(sl, pos.sl_price) and _same(tp, pos.tp_price)  # _opened wrote them with the position
         pos.sl_price, pos.tp_price = sl, tp
         exit_side = "sell" if pos.side == "long" else "buy"
         if sl == sl and want_sl:
@@ -311,7 +314,8 @@ class DeploymentRuntime:
             pos.tp_cid = client_order_id(self.id, pos.symbol, ts_ms, "tp")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id)
             pos.tp_order_id = o.get("id") if o else None
-        self.store.update_position(pos.id, sl_price=None if sl != sl else sl, tp_price=None if tp != tp else tp)
+        if not stored:
+            self.store.update_position(pos.id, sl_price=None if sl != sl else sl, tp_price=None if tp != tp else tp)
 
     # -- exits ----------------------------------------------------------------
     def _check_protection(self, symbol: str, ts_ms: int, o: float, h: float, lo: float) -> bool:
@@ -347,10 +351,11 @@ class DeploymentRuntime:
         self._cancel_protection(pos)
         purpose = {"signal": "x", "stop": "xs", "emergency_stop": "xe", "manual": "xm", "risk": "xr"}.get(reason, "x")
         cid = client_order_id(self.id, symbol, ts_ms, purpose)
-        if self.store.order(cid) is not None:
-            cid = client_order_id(self.id, symbol, int(self._now() * 1000) + len(self.store.orders(self.id)), purpose)
+        known: bool | None = self.store.order(cid) is not None
+        if known:
+            cid, known = client_order_id(self.id, symbol, int(self._now() * 1000) + len(self.store.orders(self.id)), purpose), None
         side = "sell" if pos.side == "long" else "buy"
-        order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True, reference_price=self.marks.get(symbol)), "exit", pos.id)
+        order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True, reference_price=self.marks.get(symbol)), "exit", pos.id, known=known)
         if order is None or not order.get("filled"):
             return False
         _, avg, fee = _fill_of(order)
@@ -386,14 +391,14 @@ class DeploymentRuntime:
         self.emit("trade", trade)
 
     # -- venue calls ----------------------------------------------------------
-    def _may_send(self, cid: str) -> bool:
-        """A client id may be (re)sent if it is new, or if recovery proved the venue never saw it."""
-        row = self.store.order(cid)
-        return row is None or (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT))
+    def _send(self, req: OrderRequest, purpose: str, position_id: int | None = None, known: bool | None = None) -> dict[str, Any] | None:
+        """Write-ahead the order, send it, record the venue's answer; None if it failed.
 
-    def _send(self, req: OrderRequest, purpose: str, position_id: int | None = None) -> dict[str, Any] | None:
-        """Write-ahead the order, send it, record the venue's answer; None if it failed."""
-        if self.store.order(req.client_order_id) is not None:  # resending an order the venue never saw
+        `known`: whether the store already has this client id (None: look it up).
+        """
+        if known is None:
+            known = self.store.order(req.client_order_id) is not None
+        if known:  # resending an order the venue never saw
             self.store.update_order(req.client_order_id, status="pending", error=None, amount=req.amount)
         else:
             self._insert_order(req, purpose, position_id)
@@ -515,6 +520,11 @@ class DeploymentRuntime:
 _HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))
 _NEVER_SENT = "never reached the venue"
 _EXIT_REASON = {"x": "signal", "xs": "stop", "xe": "emergency_stop", "xm": "manual", "xr": "risk"}
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal, NaN included."""
+    return a == b or (a != a and b != b)
 
 
 def _fill_of(order: dict[str, Any]) -> tuple[float, float, float]:

@@ -109,7 +109,7 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
         merged.append(pd.DataFrame({"ts": ts, "sym": sym, "o": df["open"].to_numpy(), "h": df["high"].to_numpy(),
                                     "l": df["low"].to_numpy(), "c": df["close"].to_numpy(), "v": df["volume"].to_numpy()}))
     allbars = pd.concat(merged, ignore_index=True).sort_values(["ts", "sym"], kind="stable")
-    rows = allbars.itertuples(index=False, name=None)
+    rows = zip(*(allbars[k].tolist() for k in ("ts", "sym", "o", "h", "l", "c", "v")), strict=True)
     total = len(allbars)
     bar_iter = rows
     if progress:

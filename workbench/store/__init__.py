@@ -24,7 +24,7 @@ from sqlalchemy.pool import StaticPool
 from ..errors import StoreError
 from . import schema as t
 from .migrations import LATEST, migrate
-from .raw import TableSql
+from .raw import TableSql, json_text
 
 DEPLOYMENT_STATUSES = ("active", "paused", "stopped", "error")
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "manual", "emergency_stop", "risk", "stop")
@@ -56,7 +56,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._local = _TxState()
         dialect = self.engine.dialect
-        returning = not self.url.startswith("sqlite")
+        self._sqlite = self.url.startswith("sqlite")
+        returning = not self._sqlite
         self._sql = {name: TableSql(tbl, dialect.paramstyle, returning) for name, tbl in t.metadata.tables.items()}
         self._dbapi_error: type[BaseException] = getattr(dialect.dbapi, "Error", Exception) if dialect.dbapi else Exception
         try:
@@ -281,6 +282,15 @@ class Store:
     def update_order(self, client_order_id: str, status: str | None = None, at: float | None = None, **fields: Any) -> None:
         """Update an order; a new status is appended to its status history."""
         now = at or time.time()
+        if status is not None and self._sqlite:  # one statement: SQLite appends to the JSON history itself
+            sql = self._sql["orders"]
+            params = sql.params({**fields, "status": status, "updated_at": now}, with_defaults=False)
+            sets = ", ".join(f"{k} = {sql.ph(k)}" for k in params)
+            params.update(_where=client_order_id, _pair=json_text([now, status]))
+            self._raw(f"UPDATE orders SET {sets}, status_history = CASE WHEN json_extract(status_history, '$[#-1][1]') = "
+                      f"{sql.ph('status')} THEN status_history ELSE json_insert(status_history, '$[#]', json({sql.ph('_pair')})) END "
+                      f"WHERE client_order_id = {sql.ph('_where')}", params)
+            return
         with self.tx():
             if status is not None:
                 cur = self._raw("SELECT status_history FROM orders WHERE client_order_id = " + self._sql["orders"].ph("c"), {"c": client_order_id})
