@@ -26,6 +26,25 @@ def test_decide_equals_signals_on_every_bar(name, symbol):
         assert d.confidence == pytest.approx(float(sig.confidence.iat[i]), abs=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(n for n, s in BUILTINS.items() if s.last is not None))
+@pytest.mark.parametrize("symbol, timeframe", [("BTC/USDT", "1h"), ("SOL/USDT", "1h"), ("ETH/USDT", "1m"), ("XRP/USDT", "15m")])
+def test_fast_last_bar_form_equals_signals_on_every_bar(name, symbol, timeframe):
+    """The live loop's fast form of a built-in decides exactly as its signals, bar by bar."""
+    strat = BUILTINS[name]
+    p = strat.validate_params()
+    df = sample_ohlcv(symbol, timeframe, strat.warmup() + 3000)
+    sig = strat.signals(df)
+    cols = [c.to_numpy() for c in (sig.entries, sig.exits, sig.short_entries, sig.short_exits)]
+    conf = sig.confidence.to_numpy()
+    rows = [(0, *r) for r in df[["open", "high", "low", "close", "volume"]].itertuples(index=False, name=None)]
+    assert sum(int(c.sum()) for c in cols) > 50
+    for i in range(strat.warmup(), len(df)):
+        *flags, c = strat.last(rows[i + 1 - strat.warmup(): i + 1], **p)
+        assert tuple(flags) == tuple(bool(col[i]) for col in cols), f"{name} differs on bar {i}"
+        if any(flags):
+            assert c == pytest.approx(conf[i], abs=1e-9)
+
+
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_signals_are_causal(name):
     """Appending future bars never changes a past signal."""

@@ -118,6 +118,9 @@ class DeploymentRuntime:
         buf = self.history[symbol]
         if len(buf) < 2:
             return _HOLD
+        if self.strategy.last is not None:  # the built-in's fast form (equal to its signals, tested)
+            *flags, conf = self.strategy.last(buf, **self.params)
+            return Decision(pd.Timestamp(ts_ms, unit="ms", tz="UTC"), *flags, conf) if any(flags) else _HOLD
         arr = np.asarray(buf)
         df = pd.DataFrame(arr[:, 1:], columns=["open", "high", "low", "close", "volume"], index=pd.to_datetime(arr[:, 0].astype("int64"), unit="ms", utc=True))
         return self.strategy.decide(df, self.params)

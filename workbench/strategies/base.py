@@ -151,6 +151,10 @@ class Strategy:
     constraint: Callable[[Mapping[str, float]], bool] | None = None
     doc: str = ""
     tags: tuple[str, ...] = field(default=())
+    #: optional fast form for the live loop: ``last(bars, **params)`` -> (enter_long, exit_long,
+    #: enter_short, exit_short, confidence) on the newest of `bars` ([ts, o, h, l, c, v] rows, oldest
+    #: first, at least ``warmup`` of them once warm). It must agree with ``fn`` on every bar (tested).
+    last: Callable[..., tuple[bool, bool, bool, bool, float]] | None = None
 
     def __repr__(self) -> str:
         space = ", ".join(f"{k}={p.default}" for k, p in self.params.items())

@@ -7,6 +7,11 @@ or 30x (Wilder RSI) the period for recursive indicators.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+from itertools import islice
+from math import fsum
+
 import numpy as np
 import pandas as pd
 
@@ -29,6 +34,26 @@ def sma_cross(df: pd.DataFrame, fast: int, slow: int) -> Signals:
     up, down = crossed_above(f, s), crossed_below(f, s)
     conf = (0.5 + 50.0 * (f - s).abs() / df.close).clip(0.0, 1.0)
     return Signals(entries=up, exits=down, short_entries=down, short_exits=up, confidence=conf)
+
+
+def _sma_cross_last(bars: Sequence[Sequence[float]], fast: int, slow: int) -> tuple[bool, bool, bool, bool, float]:
+    """sma_cross on the newest bar from the last slow + 1 closes: a few microseconds instead of a pandas pass.
+
+    Each mean is the correctly rounded one (math.fsum), which is what pandas' compensated rolling
+    sum approximates; tests/test_strategies.py checks it against the signals on every bar.
+    """
+    n = len(bars)
+    if n < slow + 1:
+        return False, False, False, False, 1.0
+    closes = [b[4] for b in islice(bars, n - slow - 1, n)]
+    f1, f0 = fsum(closes[-fast:]) / fast, fsum(closes[-fast - 1:-1]) / fast
+    s1, s0 = fsum(closes[-slow:]) / slow, fsum(closes[:-1]) / slow
+    up, down = f1 > s1 and f0 <= s0, f1 < s1 and f0 >= s0
+    conf = min(max(0.5 + 50.0 * abs(f1 - s1) / closes[-1], 0.0), 1.0)
+    return up, down, down, up, conf
+
+
+sma_cross = replace(sma_cross, last=_sma_cross_last)
 
 
 @strategy(
