@@ -285,4 +285,4 @@ def test_engine_choice(frames):
     assert optimize("sma_cross", ["BTC/USDT"], "1h", data=frames, ranges=RANGES, config=both,
                     progress=False).engine == "vectorbt"
     with pytest.raises(ConfigError, match="No fused kernel"):
-        optimize("rsi_reversion", ["BTC/USDT"], "1h", data=frames, progress=False, engine="kernel")
+        optimize(breakout, ["BTC/USDT"], "1h", data=frames, progress=False, engine="kernel")

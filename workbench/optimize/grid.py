@@ -415,7 +415,10 @@ def optimize(
     else:
         total = sum(-(-len(combos) // (chunk_size or auto_chunk(len(df), len(combos)))) for df in frames.values())
         with _progress(progress, total) as bar:
-            per_symbol = [runner(strat, df, combos, config, chunk_size, bar.update) for df in frames.values()]
+            many = getattr(runner, "many", None)  # fused kernels: every symbol in one parallel call
+            per_symbol = (many(strat, list(frames.values()), combos, config, chunk_size, bar.update)
+                          if many is not None else
+                          [runner(strat, df, combos, config, chunk_size, bar.update) for df in frames.values()])
     params = pd.DataFrame(combos, columns=list(strat.params))
     table = pd.concat(
         [pd.concat([pd.DataFrame({"symbol": [sym] * len(combos)}), params, mets], axis=1)

@@ -1,18 +1,28 @@
-"""Fused numba kernels for built-in strategies: indicators, signals, portfolio and metrics in one pass.
+"""Fused numba kernels for the built-in strategies: indicators, signals, portfolio and metrics in one call.
 
-One kernel call runs a whole grid on one symbol, in parallel over
-combinations. The portfolio step reproduces vectorbt's ``from_signals`` with
-the options :func:`workbench.backtest.portfolio_kwargs` sets (fill on close
-with slippage, stops from the fill price checked from the next bar, stop loss
+One kernel call runs a grid on one or many symbols, in parallel over
+(symbol, combination) pairs: each distinct indicator series (an SMA, EMA or
+RSI of one period on one symbol) is computed once, then every pair turns its
+series into entry/exit codes and simulates its portfolio. The portfolio step
+reproduces vectorbt's ``from_signals`` with the options
+:func:`workbench.backtest.portfolio_kwargs` sets (fill on close with
+slippage, stops from the fill price checked from the next bar, stop loss
 before take profit, stop exits at the stop level or the gapped open, percent
-or value sizing, no accumulation), and the metrics reproduce vectorbt's
-total return, Sharpe ratio, max drawdown, trade count and win rate, operation
-for operation, so results agree to rounding (tests check 1e-9).
+or value sizing, no accumulation), and the metrics reproduce vectorbt's total
+return, Sharpe ratio, max drawdown, trade count and win rate, so results agree
+to rounding (tests check 1e-9). The indicators repeat pandas' operations
+(rolling mean with Kahan sums, ``ewm(adjust=False)``), so they are bit-identical
+to :mod:`workbench.strategies.indicators`.
+
+Speed comes from skipping: while flat, a bar changes nothing but the chance
+of an entry, so the simulation jumps to the next entry code; only bars in a
+position pay for valuation, returns and the metric sums.
 
 Supported: long or short (not both), size_pct or size_quote, sl, tp, fees,
 slippage, min_confidence, finite positive OHLC. Anything else (and the rare
 combination whose short cover would be only partly funded) goes to
-vectorbt, so results never depend on which engine ran.
+vectorbt, so results never depend on which engine ran. Compiled code is
+cached on disk (``cache=True``), so a second process pays no compile.
 """
 from __future__ import annotations
 
@@ -20,6 +30,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 from numba import njit, prange
@@ -32,8 +43,19 @@ ABS_TOL = 1e-12
 YEAR = pd.Timedelta(days=365)  # vectorbt's default returns year_freq
 N_OUT = 7  # total_return, sharpe, max_drawdown, win_rate, trades, final_value, fallback
 
+#: indicator kinds of a series
+SMA, EMA, RSI = 0, 1, 2
+#: strategy codes of the grid kernel
+SMA_CROSS, RSI_REVERSION, EMA_RSI = 0, 1, 2
+#: signal codes per bar
+NONE, ENTRY, EXIT = 0, 1, 2
+#: upper bound on bars x indicator series held by one kernel call (32 MB of float64)
+MAX_SERIES_CELLS = 4_000_000
+#: work groups per numba thread (each group reuses one signal buffer; more groups balance the load)
+GROUPS_PER_THREAD = 4
 
-@njit(cache=True, inline="always")
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _is_close(a: float, b: float) -> bool:
     if np.isnan(a) or np.isnan(b) or np.isinf(a) or np.isinf(b):
         return False
@@ -42,7 +64,7 @@ def _is_close(a: float, b: float) -> bool:
     return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _add(a: float, b: float) -> float:
     if np.sign(a) != np.sign(b):
         zero = _is_close(abs(a), abs(b))
@@ -51,11 +73,12 @@ def _add(a: float, b: float) -> float:
     return 0.0 if zero else a + b
 
 
-@njit(cache=True)
-def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
-    """pandas' ``Series.rolling(window).mean()``, same operations (Kahan sums), so bit-identical."""
+# ---------------------------------------------------------------- indicators (bit-identical to pandas)
+
+
+@njit(cache=True, error_model="numpy")
+def _rolling_mean_into(x: np.ndarray, window: int, out: np.ndarray) -> None:
     n = x.shape[0]
-    out = np.full(n, np.nan)
     sum_x = 0.0
     comp_add = 0.0
     comp_rem = 0.0
@@ -83,17 +106,184 @@ def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
             else:
                 same = 1
             prev = v
+        res = np.nan
         if nobs >= window and nobs > 0:
             res = sum_x / nobs
             if same >= nobs:
                 res = prev
             elif res < 0:
                 res = 0.0  # all inputs positive (prices)
-            out[i] = res
+        out[i] = res
+
+
+@njit(cache=True, error_model="numpy")
+def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """pandas' ``Series.rolling(window).mean()``, same operations (Kahan sums), so bit-identical."""
+    out = np.empty(x.shape[0])
+    _rolling_mean_into(x, window, out)
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _ewm_step(w: float, cur: float, old_wt: float, new_wt: float) -> float:
+    """One step of pandas' ``ewm(adjust=False).mean()`` (its Cython loop, same operations)."""
+    if w == w:
+        if cur == cur and w != cur:
+            w = old_wt * w + new_wt * cur
+            w /= old_wt + new_wt
+        return w
+    return cur
+
+
+@njit(cache=True, error_model="numpy")
+def _ema_into(x: np.ndarray, com: float, head: int, out: np.ndarray) -> None:
+    alpha = 1.0 / (1.0 + com)
+    old_wt = 1.0 - alpha
+    w = np.nan
+    for i in range(x.shape[0]):
+        w = _ewm_step(w, x[i], old_wt, alpha)
+        out[i] = np.nan if i < head else w
+
+
+@njit(cache=True, error_model="numpy")
+def _rsi_into(x: np.ndarray, com: float, period: int, out: np.ndarray) -> None:
+    alpha = 1.0 / (1.0 + com)
+    old_wt = 1.0 - alpha
+    gain = np.nan
+    loss = np.nan
+    for i in range(x.shape[0]):
+        d = x[i] - x[i - 1] if i else np.nan
+        g = max(d, 0.0) if d == d else np.nan
+        lo = -min(d, 0.0) if d == d else np.nan
+        gain = _ewm_step(gain, g, old_wt, alpha)
+        loss = _ewm_step(loss, lo, old_wt, alpha)
+        if loss > 0:
+            r = 100.0 - 100.0 / (1.0 + gain / loss)
+        elif gain > 0:
+            r = 100.0
+        else:
+            r = 50.0
+        out[i] = np.nan if i < period else r
+
+
+def ema(x: np.ndarray, period: int) -> np.ndarray:
+    """:func:`workbench.strategies.indicators.ema` on an array, bit-identical."""
+    out = np.empty(len(x))
+    _ema_into(np.ascontiguousarray(x, dtype=np.float64), _com(EMA, period), int(period) - 1, out)
+    return out
+
+
+def rsi(x: np.ndarray, period: int) -> np.ndarray:
+    """:func:`workbench.strategies.indicators.rsi` on an array, bit-identical."""
+    out = np.empty(len(x))
+    _rsi_into(np.ascontiguousarray(x, dtype=np.float64), _com(RSI, period), int(period), out)
+    return out
+
+
+def _com(kind: int, period: int) -> float:
+    """pandas' center of mass for the EMA (span) and Wilder RSI (alpha = 1/period) of `period`."""
+    if kind == EMA:
+        return float((int(period) - 1) / 2)
+    alpha = 1.0 / int(period)
+    return float((1 - alpha) / alpha)
+
+
+# ---------------------------------------------------------------- signals (as the strategies' pandas code)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _gate(conf: float, min_conf: float) -> bool:
+    if conf != conf:
+        conf = 1.0  # Signals.aligned: NaN confidence counts as 1
+    return min(max(conf, 0.0), 1.0) >= min_conf
+
+
+UP, DOWN = 1, 2  # raw crossing bits before direction and confidence
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _resolve(code: int, raw: int, a: float, b: float, r: float, close: float, p0: float, p1: float,
+             long: bool, min_conf: float) -> int:
+    """The entry/exit code of a bar with crossing bits `raw` and series values `a`, `b`, `r` (scalars:
+    arrays passed to a non-inlined call cost reference counting)."""
+    up = (raw & UP) != 0
+    down = (raw & DOWN) != 0
+    if code == RSI_REVERSION:  # UP: RSI crossed above overbought; DOWN: below oversold
+        r = a
+        x = (p0 - r) / 10.0 if r < 50 else (r - p1) / 10.0
+        conf = 0.6 + max(x, 0.0)
+        ent, ext = (down, up) if long else (up, down)
+    else:
+        d = a - b
+        if code == SMA_CROSS:
+            conf = 0.5 + 50.0 * abs(d) / close
+            up_ok, down_ok = up, down
+        else:  # EMA_RSI
+            trend = min(max(abs(d) / close * 200.0, 0.0), 0.5)
+            head = min(max(abs(p0 - r) / 100.0, 0.0), 0.5)
+            conf = 0.3 + trend + head  # NaN (no RSI yet) only where the RSI test below fails anyway
+            up_ok = up and r < p0
+            down_ok = down and r > 100 - p0
+        ent, ext = (up_ok, down) if long else (down_ok, up)
+    ent = ent and _gate(conf, min_conf)
+    if ent and not ext:
+        return ENTRY
+    if ext and not ent:
+        return EXIT
+    return NONE
+
+
+@njit(cache=True, error_model="numpy")
+def _cross_marks(a: np.ndarray, b: np.ndarray, kind: np.ndarray, marked: np.ndarray) -> int:
+    kind[0] = NONE
+    prev = a[0] - b[0]
+    m = 0
+    for i in range(1, a.shape[0]):
+        d = a[i] - b[i]
+        x = np.int8((d > 0.0) & (prev <= 0.0)) + np.int8((d < 0.0) & (prev >= 0.0)) * np.int8(DOWN)
+        kind[i] = x
+        marked[m] = i
+        m += x != 0
+        prev = d
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _level_marks(a: np.ndarray, lo: float, hi: float, kind: np.ndarray, marked: np.ndarray) -> int:
+    kind[0] = NONE
+    m = 0
+    for i in range(1, a.shape[0]):
+        r, rp = a[i], a[i - 1]
+        x = np.int8((r > hi) & (rp <= hi)) + np.int8((r < lo) & (rp >= lo)) * np.int8(DOWN)
+        kind[i] = x
+        marked[m] = i
+        m += x != 0
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _signals(code: int, a: np.ndarray, b: np.ndarray, c: np.ndarray, close: np.ndarray, p0: float, p1: float,
+             long: bool, min_conf: float, kind: np.ndarray, marked: np.ndarray) -> None:
+    """Entry/exit codes of one combination after the direction and confidence filters, as the strategies' pandas.
+
+    A branch-free scan marks crossings (``crossed_above``/``crossed_below``) and
+    lists the marked bars in `marked`; a second pass over that list applies
+    direction and confidence (a conditional in the scan would be if-converted
+    by LLVM into a confidence computation on every bar).
+    """
+    if code == RSI_REVERSION:
+        m = _level_marks(a, p0, p1, kind, marked)
+    else:
+        m = _cross_marks(a, b, kind, marked)
+    for q in range(m):
+        i = marked[q]
+        kind[i] = _resolve(code, kind[i], a[i], b[i], c[i], close[i], p0, p1, long, min_conf)
+
+
+# ---------------------------------------------------------------- portfolio and metrics (as vectorbt)
+
+
+@njit(cache=True, error_model="numpy")
 def _stop_price(pos: float, base: float, stop: float, o: float, lo: float, hi: float, below: bool) -> float:
     if (pos > 0 and below) or (pos < 0 and not below):
         p = base * (1 - stop)
@@ -110,41 +300,94 @@ def _stop_price(pos: float, base: float, stop: float, o: float, lo: float, hi: f
     return np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _next_entry(kind: np.ndarray, i: int) -> int:
+    n = kind.shape[0]
+    while i < n and kind[i] != ENTRY:
+        i += 1
+    return i
+
+
+@njit(cache=True, error_model="numpy")
+def _hold(kind: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray, i: int, lo_trig: float,
+          hi_trig: float, cash: float, assets: float, prev_value: float, sum_r: float, sum_r2: float, peak: float,
+          low_ratio: float) -> tuple[int, float, float, float, float, float]:
+    """Bars from i of a held position until an exit code or a reachable stop: value, return, Sharpe sums, drawdown."""
+    n = kind.shape[0]
+    while i < n and kind[i] != EXIT and low[i] > lo_trig and high[i] < hi_trig:
+        value = cash + close[i] * assets
+        r = (value - prev_value) / prev_value
+        prev_value = value
+        sum_r += r
+        sum_r2 += r * r
+        peak = max(peak, value)
+        low_ratio = min(low_ratio, value / peak)
+        i += 1
+    return i, prev_value, sum_r, sum_r2, peak, low_ratio
+
+
+@njit(cache=True, error_model="numpy")
 def simulate(
-    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-    entries: np.ndarray, exits: np.ndarray, long: bool,
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, kind: np.ndarray, long: bool,
     size_pct: float, size_value: float, fees: float, slippage: float, sl: float, tp: float,
-    init_cash: float, ann_factor: float, returns: np.ndarray, out: np.ndarray,
+    init_cash: float, ann_factor: float, out: np.ndarray,
 ) -> None:
-    """One column of vectorbt's from_signals (one direction) and its metrics, written to `out`."""
+    """One column of vectorbt's from_signals (one direction) from entry/exit codes, and its metrics, into `out`.
+
+    Bars while flat with no entry leave cash, value and returns unchanged (a
+    zero return adds nothing to the Sharpe sums nor to the drawdown), so they
+    are skipped, and bars in a position with no exit code and no reachable
+    stop only revalue it, in a tight loop. The Sharpe sums equal vectorbt's
+    over every bar; the drawdown is taken on the value rather than on
+    cumulated returns (the same number, to ~n ulps). A combination whose value
+    reaches zero or below is left to vectorbt.
+    """
     n = close.shape[0]
+    has_stops = sl == sl or tp == tp
     cash = init_cash
     free_cash = init_cash
     pos = 0.0
     debt = 0.0
     stop_base = np.nan
-    # trade bookkeeping (vectorbt's exit trades)
     e_size = 0.0
     e_gross = 0.0
     e_fees = 0.0
     in_trade = False
     n_trades = 0
     n_wins = 0
-    # reporting (vectorbt's cash/asset series and total profit)
     rep_cash = init_cash
     rep_assets = 0.0
     tp_cash = 0.0
     tp_assets = 0.0
     n_orders = 0
     prev_value = init_cash
-    fallback = 0.0
-    for i in range(n):
+    fallback = False
+    sum_r = 0.0
+    sum_r2 = 0.0
+    peak = -np.inf  # of the portfolio value; drawdown is value / peak - 1 (vectorbt: of cumulated returns)
+    low_ratio = 1.0
+    lo_trig = -np.inf  # a stop can only trigger on a bar whose low/high reaches these
+    hi_trig = np.inf
+    i = 0
+    while i < n:
+        if pos == 0.0 and rep_assets == 0.0:
+            if kind[i] != ENTRY:  # flat: value and returns unchanged until the next entry code
+                peak = max(peak, prev_value)
+                i = _next_entry(kind, i + 1)
+                continue
+        elif peak > -np.inf:  # in a position: bars without an exit code or a reachable stop only revalue it
+            j, prev_value, sum_r, sum_r2, peak, low_ratio = _hold(kind, low, high, close, i, lo_trig, hi_trig,
+                                                                  rep_cash, rep_assets, prev_value, sum_r, sum_r2,
+                                                                  peak, low_ratio)
+            if prev_value <= 0:
+                fallback = True  # a non-positive value: vectorbt's signed returns; leave to vectorbt
+                break
+            i = j
+            if i == n:
+                break
         price = close[i]
-        val_price = close[i]
         stop = np.nan
-        slip = slippage
-        if pos != 0 and (sl == sl or tp == tp):
+        if pos != 0 and has_stops:
             if sl == sl:
                 stop = _stop_price(pos, stop_base, sl, open_[i], low[i], high[i], True)
             if np.isnan(stop) and tp == tp:
@@ -153,21 +396,12 @@ def simulate(
         if stop == stop:
             price = stop
             order = 2
-        else:
-            ent = entries[i]
-            ext = exits[i]
-            if ent and ext:
-                ent = False
-                ext = False
-            if pos == 0:
-                if ent:
-                    order = 1
-            elif ext:
-                order = 2
-        if order == 0:
-            cf = 0.0
-        else:
-            # execute_order_nb's numerical-stability zeroing
+        elif pos == 0:
+            if kind[i] == ENTRY:
+                order = 1
+        elif kind[i] == EXIT:
+            order = 2
+        if order != 0:
             if _is_close(cash, 0):
                 cash = 0.0
             if _is_close(pos, 0):
@@ -178,24 +412,21 @@ def simulate(
                 free_cash = 0.0
             filled = False
             size = 0.0
-            fill = 0.0
             fee = 0.0
             buy = (order == 1) == long
-            if buy:
-                adj = price * (1 + slip)
-            else:
-                adj = price * (1 - slip)
+            adj = price * (1 + slippage) if buy else price * (1 - slippage)
             if order == 1 and long:
                 limit = cash
                 req_size = np.inf
                 if size_pct == size_pct:
                     limit = min(limit, size_pct * limit)
                 else:
-                    req_size = size_value / val_price
+                    req_size = size_value / close[i]
                 if limit != 0:
                     req = req_size * adj
                     req_fees = req * fees
                     total = req + req_fees
+                    spend = 0.0
                     if _is_close(total, limit) or total < limit:
                         size, fee, spend = req_size, req_fees, total
                         filled = True
@@ -219,7 +450,7 @@ def simulate(
                     size = size_pct * limit
                     ok = limit > 0
                 else:
-                    size = size_value / val_price
+                    size = size_value / close[i]
                     ok = True
                 if ok and not _is_close(size, 0):
                     acq = size * adj
@@ -244,162 +475,184 @@ def simulate(
                         pos = _add(pos, -size)
                         free_cash = free_cash + net
                         filled = True
-            else:  # cover short
-                if pos != 0:
-                    size = -pos
-                    req = size * adj
-                    fee = req * fees
-                    total = req + fee
-                    if not (_is_close(total, cash) or total < cash):
-                        fallback = 1.0  # partial cover: leave this combination to vectorbt
-                        break
-                    if size != 0:
-                        avg = debt / abs(pos)
-                        diff = abs(pos) * avg
-                        cash = _add(cash, -total)
-                        pos = _add(pos, size)
-                        debt = _add(debt, -diff)
-                        free_cash = _add(free_cash + 2 * diff, -total)
-                        filled = True
-            cf = 0.0
+            elif pos != 0:  # cover short
+                size = -pos
+                req = size * adj
+                fee = req * fees
+                total = req + fee
+                if not (_is_close(total, cash) or total < cash):
+                    fallback = True  # partial cover: leave this combination to vectorbt
+                    break
+                if size != 0:
+                    avg = debt / abs(pos)
+                    diff = abs(pos) * avg
+                    cash = _add(cash, -total)
+                    pos = _add(pos, size)
+                    debt = _add(debt, -diff)
+                    free_cash = _add(free_cash + 2 * diff, -total)
+                    filled = True
             if filled:
-                fill = adj
                 n_orders += 1
                 signed = size if buy else -size
-                cf = _add(0.0, -signed * fill - fee)
-                rep_assets_flow = signed
-                rep_assets = _add(rep_assets, rep_assets_flow)
+                rep_cash = _add(rep_cash, _add(0.0, -signed * adj - fee))
+                rep_assets = _add(rep_assets, signed)
                 if buy:
-                    tp_cash = _add(tp_cash, -(size * fill + fee))
+                    tp_cash = _add(tp_cash, -(size * adj + fee))
                 else:
-                    tp_cash = _add(tp_cash, size * fill - fee)
+                    tp_cash = _add(tp_cash, size * adj - fee)
                 tp_assets = _add(tp_assets, signed)
                 if order == 1:
-                    stop_base = fill
+                    stop_base = adj
+                    lo_trig, hi_trig = -np.inf, np.inf
+                    if long:
+                        if sl == sl:
+                            lo_trig = stop_base * (1 - sl)
+                        if tp == tp:
+                            hi_trig = stop_base * (1 + tp)
+                    else:
+                        if tp == tp:
+                            lo_trig = stop_base * (1 - tp)
+                        if sl == sl:
+                            hi_trig = stop_base * (1 + sl)
                     in_trade = True
                     e_size = 0.0 + size
-                    e_gross = 0.0 + size * fill
+                    e_gross = 0.0 + size * adj
                     e_fees = 0.0 + fee
                 else:
                     if pos == 0:
                         stop_base = np.nan
                     if not _is_close(size, e_size):
-                        fallback = 1.0  # partial exit: leave to vectorbt
+                        fallback = True  # partial exit: leave to vectorbt
                         break
                     entry_price = e_gross / e_size
                     entry_fees = (e_size / e_size) * e_fees
-                    diff = _add(e_size * fill, -(e_size * entry_price))
+                    diff = _add(e_size * adj, -(e_size * entry_price))
                     if diff != 0 and not long:
                         diff *= -1
-                    pnl = diff - entry_fees - fee
                     n_trades += 1
-                    if pnl > 0:
+                    if diff - entry_fees - fee > 0:
                         n_wins += 1
                     in_trade = False
-        rep_cash = _add(rep_cash, cf)
         value = rep_cash + close[i] * rep_assets
-        if prev_value == 0:
-            returns[i] = 0.0 if value == 0 else np.inf * np.sign(value)
-        else:
-            r = (value - prev_value) / prev_value
-            returns[i] = -r if prev_value < 0 else r
+        if value <= 0:
+            fallback = True  # see above
+            break
+        r = (value - prev_value) / prev_value
         prev_value = value
-    if fallback:
+        sum_r += r
+        sum_r2 += r * r
+        peak = max(peak, value)
+        low_ratio = min(low_ratio, value / peak)
+        i += 1
+    if fallback or (pos == 0.0) != (rep_assets == 0.0):
         out[:] = np.nan
         out[6] = 1.0
         return
     if in_trade and e_size > 0 and not _is_close(e_size, 0):
-        exit_price = close[n - 1]
         entry_price = e_gross / e_size
         entry_fees = (e_size / e_size) * e_fees
-        diff = _add(e_size * exit_price, -(e_size * entry_price))
+        diff = _add(e_size * close[n - 1], -(e_size * entry_price))
         if diff != 0 and not long:
             diff *= -1
         n_trades += 1
         if diff - entry_fees > 0:
             n_wins += 1
     profit = tp_cash + tp_assets * close[n - 1] if n_orders else 0.0
-    # sharpe as vectorbt (numba's nanmean/nanvar, ddof=1)
     sharpe = np.nan
-    if n >= 2:
-        s = 0.0
-        for i in range(n):
-            s += returns[i]
-        mean = s / n
-        ssd = 0.0
-        for i in range(n):
-            d = returns[i] - mean
-            ssd += d * d
+    if n >= 2:  # vectorbt: mean / std (ddof=1) * sqrt(ann); sums over the bars with a nonzero return
+        mean = sum_r / n
+        ssd = max(sum_r2 - sum_r * mean, 0.0)
         std = np.sqrt(ssd / n * n / (n - 1))
         sharpe = np.inf if std == 0.0 else mean / std * np.sqrt(ann_factor)
-    cum = 1.0
-    peak = -np.inf
-    mdd = np.inf
-    for i in range(n):
-        cum *= returns[i] + 1
-        level = cum * 100.0
-        peak = max(peak, level)
-        mdd = min(mdd, level / peak - 1)
     out[0] = profit / init_cash
     out[1] = sharpe
-    out[2] = mdd
+    out[2] = low_ratio - 1
     out[3] = n_wins / n_trades if n_trades else np.nan
     out[4] = n_trades
     out[5] = profit + init_cash
     out[6] = 0.0
 
 
-@njit(cache=True, parallel=True)
-def sma_cross_grid(
-    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-    periods: np.ndarray, fast_idx: np.ndarray, slow_idx: np.ndarray, long: bool, min_conf: float,
-    size_pct: float, size_value: float, fees: float, slippage: float, sl: float, tp: float,
-    init_cash: float, ann_factor: float,
+# ---------------------------------------------------------------- the grid kernel
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def grid_kernel(
+    code: int, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+    sym_lo: np.ndarray, sym_n: np.ndarray, sym_ann: np.ndarray,
+    ser_sym: np.ndarray, ser_kind: np.ndarray, ser_period: np.ndarray, ser_com: np.ndarray,
+    item_sym: np.ndarray, item_ser: np.ndarray, item_par: np.ndarray,
+    long: bool, min_conf: float, size_pct: float, size_value: float, fees: float, slippage: float,
+    sl: float, tp: float, init_cash: float, groups: int,
 ) -> np.ndarray:
-    """Metrics of sma_cross for every (fast, slow) pair (indices into `periods`): rows of N_OUT."""
-    n = close.shape[0]
-    m = periods.shape[0]
-    smas = np.empty((m, n))
-    for k in prange(m):
-        smas[k] = rolling_mean(close, periods[k])
-    n_combos = fast_idx.shape[0]
-    out = np.empty((n_combos, N_OUT))
-    for c in prange(n_combos):
-        f = smas[fast_idx[c]]
-        s = smas[slow_idx[c]]
-        entries = np.zeros(n, dtype=np.bool_)
-        exits = np.zeros(n, dtype=np.bool_)
-        for i in range(1, n):
-            up = f[i] > s[i] and f[i - 1] <= s[i - 1]
-            down = f[i] < s[i] and f[i - 1] >= s[i - 1]
-            if not (up or down):
-                continue
-            conf = 0.5 + 50.0 * abs(f[i] - s[i]) / close[i]
-            conf = min(max(conf, 0.0), 1.0)
-            gate = conf >= min_conf
-            if long:
-                entries[i] = up and gate
-                exits[i] = down
-            else:
-                entries[i] = down and gate
-                exits[i] = up
-        returns = np.empty(n)
-        simulate(open_, high, low, close, entries, exits, long, size_pct, size_value, fees, slippage, sl, tp,
-                 init_cash, ann_factor, returns, out[c])
+    """Metrics (rows of N_OUT) of every item: a (symbol, combination) pair of strategy `code`.
+
+    OHLC of all symbols are concatenated; symbol s is ``[sym_lo[s], sym_lo[s] + sym_n[s])``.
+    Series k is indicator ``ser_kind[k]`` of ``ser_period[k]`` on symbol ``ser_sym[k]``; an item
+    names up to three series (``item_ser``, -1 for none) and two numeric parameters (``item_par``).
+    Items run in `groups` parallel groups, each reusing one signal buffer.
+    """
+    n_ser = ser_sym.shape[0]
+    ser_lo = np.empty(n_ser, dtype=np.int64)
+    total = 0
+    for k in range(n_ser):
+        ser_lo[k] = total
+        total += sym_n[ser_sym[k]]
+    series = np.empty(total)
+    for k in prange(n_ser):
+        s = ser_sym[k]
+        x = close[sym_lo[s]: sym_lo[s] + sym_n[s]]
+        dst = series[ser_lo[k]: ser_lo[k] + sym_n[s]]
+        if ser_kind[k] == SMA:
+            _rolling_mean_into(x, ser_period[k], dst)
+        elif ser_kind[k] == EMA:
+            _ema_into(x, ser_com[k], ser_period[k] - 1, dst)
+        else:
+            _rsi_into(x, ser_com[k], ser_period[k], dst)
+    n_items = item_sym.shape[0]
+    out = np.empty((n_items, N_OUT))
+    longest = 0
+    for s in range(sym_n.shape[0]):
+        longest = max(longest, sym_n[s])
+    groups = max(1, min(n_items, groups))
+    for g in prange(groups):
+        kind = np.empty(longest, dtype=np.int8)
+        marked = np.empty(longest, dtype=np.int64)
+        for j in range(g, n_items, groups):
+            s = item_sym[j]
+            lo, m = sym_lo[s], sym_n[s]
+            ka, kb, kc = item_ser[j, 0], item_ser[j, 1], item_ser[j, 2]
+            a = series[ser_lo[ka]: ser_lo[ka] + m]
+            b = series[ser_lo[kb]: ser_lo[kb] + m] if kb >= 0 else a
+            c = series[ser_lo[kc]: ser_lo[kc] + m] if kc >= 0 else a
+            buf = kind[:m]
+            _signals(code, a, b, c, close[lo: lo + m], item_par[j, 0], item_par[j, 1], long, min_conf, buf, marked)
+            simulate(open_[lo: lo + m], high[lo: lo + m], low[lo: lo + m], close[lo: lo + m], buf, long,
+                     size_pct, size_value, fees, slippage, sl, tp, init_cash, sym_ann[s], out[j])
     return out
 
 
-def _sma_cross_runner(df: pd.DataFrame, combos: Sequence[Mapping[str, float]], args: tuple) -> np.ndarray:
-    periods = np.array(sorted({int(c["fast"]) for c in combos} | {int(c["slow"]) for c in combos}), dtype=np.int64)
-    where = {p: k for k, p in enumerate(periods)}
-    fast = np.array([where[int(c["fast"])] for c in combos], dtype=np.int64)
-    slow = np.array([where[int(c["slow"])] for c in combos], dtype=np.int64)
-    ohlc = [np.ascontiguousarray(df[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")]
-    return sma_cross_grid(*ohlc, periods, fast, slow, *args)
+# ---------------------------------------------------------------- Python side: plans, batches, dispatch
 
 
-#: built-in Strategy object -> function(df, combos, kernel args) -> (n_combos, N_OUT) array
-KERNELS: dict[int, Callable[..., np.ndarray]] = {id(BUILTINS["sma_cross"]): _sma_cross_runner}
+def _sma_plan(c: Mapping[str, float]) -> tuple[list[tuple[int, int]], tuple[float, float]]:
+    return [(SMA, int(c["fast"])), (SMA, int(c["slow"]))], (0.0, 0.0)
+
+
+def _rsi_plan(c: Mapping[str, float]) -> tuple[list[tuple[int, int]], tuple[float, float]]:
+    return [(RSI, int(c["period"]))], (float(c["oversold"]), float(c["overbought"]))
+
+
+def _ema_rsi_plan(c: Mapping[str, float]) -> tuple[list[tuple[int, int]], tuple[float, float]]:
+    return [(EMA, int(c["fast"])), (EMA, int(c["slow"])), (RSI, int(c["rsi_period"]))], (float(c["rsi_max"]), 0.0)
+
+
+#: built-in Strategy object -> (strategy code, combination -> (indicator series it needs, numeric parameters))
+KERNELS: dict[int, tuple[int, Callable[[Mapping[str, float]], tuple[list[tuple[int, int]], tuple[float, float]]]]] = {
+    id(BUILTINS["sma_cross"]): (SMA_CROSS, _sma_plan),
+    id(BUILTINS["rsi_reversion"]): (RSI_REVERSION, _rsi_plan),
+    id(BUILTINS["ema_rsi"]): (EMA_RSI, _ema_rsi_plan),
+}
 
 
 def why_unsupported(strat: Strategy, config: BacktestConfig) -> str | None:
@@ -413,38 +666,135 @@ def why_unsupported(strat: Strategy, config: BacktestConfig) -> str | None:
     return None
 
 
-def runner_for(strat: Strategy, config: BacktestConfig) -> Any:
-    """A grid runner with run_grid's signature for `strat` under `config`, or None when unsupported."""
-    if why_unsupported(strat, config) is not None:
-        return None
-    kernel = KERNELS[id(strat)]
+def _config_args(config: BacktestConfig) -> tuple:
+    return (
+        config.direction == "long", float(config.min_confidence),
+        float(config.size_pct) if config.size_pct is not None else math.nan,
+        float(config.size_quote * config.leverage) if config.size_quote is not None else math.nan,
+        float(config.costs.taker_fee), float(config.costs.slippage),
+        float(config.sl) if config.sl else math.nan, float(config.tp) if config.tp else math.nan,
+        float(config.init_cash),
+    )
 
-    def run(strat_: Strategy, df: pd.DataFrame, combos: Sequence[Mapping[str, float]], config_: BacktestConfig,
-            chunk_size: int | None = None, on_chunk: Any = None) -> pd.DataFrame:
-        from .grid import METRICS, run_grid
 
-        ohlc = df[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
-        if not (np.isfinite(ohlc).all() and (ohlc > 0).all()):
-            return run_grid(strat_, df, combos, config_, chunk_size, on_chunk)
-        freq = portfolio_kwargs(df.iloc[:2], config_)["freq"] if config_.freq is None else pd.Timedelta(config_.freq)
-        ann = YEAR / pd.Timedelta(freq) if freq is not None else math.nan
-        args = (
-            config_.direction == "long", float(config_.min_confidence),
-            float(config_.size_pct) if config_.size_pct is not None else math.nan,
-            float(config_.size_quote * config_.leverage) if config_.size_quote is not None else math.nan,
-            float(config_.costs.taker_fee), float(config_.costs.slippage),
-            float(config_.sl) if config_.sl else math.nan, float(config_.tp) if config_.tp else math.nan,
-            float(config_.init_cash), float(ann),
-        )
-        raw = kernel(df, combos, args)
+def _ann_factor(df: pd.DataFrame, config: BacktestConfig) -> float:
+    freq = portfolio_kwargs(df, config)["freq"]
+    return YEAR / pd.Timedelta(freq) if freq is not None else math.nan
+
+
+def _combo_chunks(specs: list[list[tuple[int, int]]], max_bars: int, chunk_size: int | None) -> list[range]:
+    """Contiguous ranges of combinations whose distinct series x `max_bars` stay under MAX_SERIES_CELLS."""
+    budget = max(1, MAX_SERIES_CELLS // max(1, max_bars))
+    cap = chunk_size or len(specs)
+    chunks, lo, seen = [], 0, set()
+    for j, sp in enumerate(specs):
+        new = seen | set(sp)
+        if j > lo and (len(new) > budget or j - lo >= cap):
+            chunks.append(range(lo, j))
+            lo, new = j, set(sp)
+        seen = new
+    chunks.append(range(lo, len(specs)))
+    return chunks
+
+
+def _symbol_groups(lengths: list[int], n_series: int) -> list[list[int]]:
+    """Consecutive symbols whose bars x `n_series` stay under MAX_SERIES_CELLS (at least one each)."""
+    groups: list[list[int]] = []
+    cells = 0
+    for s, n in enumerate(lengths):
+        if groups and cells + n * n_series <= MAX_SERIES_CELLS:
+            groups[-1].append(s)
+            cells += n * n_series
+        else:
+            groups.append([s])
+            cells = n * n_series
+    return groups
+
+
+def run_kernel(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence[Mapping[str, float]],
+               config: BacktestConfig, chunk_size: int | None = None) -> list[np.ndarray]:
+    """Per frame, the (n_combos, N_OUT) kernel output; all frames and combinations in few parallel calls.
+
+    Memory stays bounded: combinations are split so that each call's
+    indicator series fit MAX_SERIES_CELLS, and symbols are grouped the same way.
+    """
+    code, plan = KERNELS[id(strat)]
+    plans = [plan(c) for c in combos]
+    specs = [p[0] for p in plans]
+    par = np.array([p[1] for p in plans], dtype=np.float64).reshape(len(combos), 2)
+    lengths = [len(df) for df in frames]
+    chunks = _combo_chunks(specs, max(lengths), chunk_size)
+    widest = max(len({s for sp in specs[r.start:r.stop] for s in sp}) for r in chunks)
+    args = _config_args(config)
+    anns = np.array([_ann_factor(df, config) for df in frames])
+    outs = [np.empty((len(combos), N_OUT)) for _ in frames]
+    for group in _symbol_groups(lengths, widest):
+        ohlc = [np.concatenate([frames[s][k].to_numpy(dtype=np.float64) for s in group]) for k in
+                ("open", "high", "low", "close")]
+        sym_n = np.array([lengths[s] for s in group], dtype=np.int64)
+        sym_lo = np.concatenate([[0], np.cumsum(sym_n)[:-1]]).astype(np.int64)
+        for r in chunks:
+            distinct = sorted({s for sp in specs[r.start:r.stop] for s in sp})
+            where = {s: k for k, s in enumerate(distinct)}
+            n_d, n_c, n_g = len(distinct), len(r), len(group)
+            ser_sym = np.repeat(np.arange(n_g, dtype=np.int64), n_d)
+            ser_kind = np.tile(np.array([d[0] for d in distinct], dtype=np.int64), n_g)
+            ser_period = np.tile(np.array([d[1] for d in distinct], dtype=np.int64), n_g)
+            ser_com = np.tile(np.array([_com(*d) if d[0] != SMA else 0.0 for d in distinct]), n_g)
+            local = np.full((n_c, 3), -1, dtype=np.int64)
+            for j, sp in enumerate(specs[r.start:r.stop]):
+                local[j, : len(sp)] = [where[s] for s in sp]
+            item_sym = np.repeat(np.arange(n_g, dtype=np.int64), n_c)
+            item_ser = np.where(local[None] >= 0, local[None] + (np.arange(n_g) * n_d)[:, None, None], -1)
+            raw = grid_kernel(code, *ohlc, sym_lo, sym_n, anns[group], ser_sym, ser_kind, ser_period, ser_com,
+                              item_sym, item_ser.reshape(-1, 3).astype(np.int64), np.tile(par[r.start:r.stop], (n_g, 1)),
+                              *args, GROUPS_PER_THREAD * numba.get_num_threads())
+            for q, s in enumerate(group):
+                outs[s][r.start:r.stop] = raw[q * n_c:(q + 1) * n_c]
+    return outs
+
+
+def _usable(df: pd.DataFrame) -> bool:
+    ohlc = df[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+    return bool(np.isfinite(ohlc).all() and (ohlc > 0).all())
+
+
+def run_many(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence[Mapping[str, float]],
+             config: BacktestConfig, chunk_size: int | None = None, on_chunk: Any = None) -> list[pd.DataFrame]:
+    """Per frame, the metric table of every combination (run_grid's rows), kernels where possible."""
+    from .grid import METRICS, auto_chunk, run_grid
+
+    frames = list(frames)
+    ok = [k for k, df in enumerate(frames) if _usable(df)]
+    tables: list[pd.DataFrame | None] = [None] * len(frames)
+    raws = run_kernel(strat, [frames[k] for k in ok], combos, config, chunk_size) if ok and combos else []
+    for k, raw in zip(ok, raws, strict=True):
         table = pd.DataFrame(raw[:, :6], columns=list(METRICS))
         redo = np.flatnonzero(raw[:, 6] > 0)
         if len(redo):
-            table.iloc[redo] = run_grid(strat_, df, [combos[k] for k in redo], config_).to_numpy()
-        if on_chunk is not None:
-            for _ in range(-(-len(combos) // (chunk_size or len(combos)))):
+            table.iloc[redo] = run_grid(strat, frames[k], [combos[j] for j in redo], config).to_numpy()
+        tables[k] = table
+    for k, df in enumerate(frames):
+        if tables[k] is None:  # non-finite or non-positive prices: vectorbt's own handling
+            tables[k] = run_grid(strat, df, combos, config, chunk_size, on_chunk)
+        elif on_chunk is not None:
+            for _ in range(-(-len(combos) // (chunk_size or auto_chunk(len(df), len(combos))))):
                 on_chunk()
-        return table
+    return tables  # type: ignore[return-value]
+
+
+def runner_for(strat: Strategy, config: BacktestConfig) -> Any:
+    """A grid runner with run_grid's signature for `strat` under `config`, or None when unsupported.
+
+    The runner's ``many`` attribute runs a list of frames in one go (both cores on many symbols).
+    """
+    if why_unsupported(strat, config) is not None:
+        return None
+
+    def run(strat_: Strategy, df: pd.DataFrame, combos: Sequence[Mapping[str, float]], config_: BacktestConfig,
+            chunk_size: int | None = None, on_chunk: Any = None) -> pd.DataFrame:
+        return run_many(strat_, [df], combos, config_, chunk_size, on_chunk)[0]
 
     run.engine_name = "kernel"
+    run.many = run_many
     return run

@@ -1,0 +1,106 @@
+"""Fused kernels: indicators bit-identical to pandas, every combination's metrics equal to the vectorbt path."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.backtest import BacktestConfig
+from workbench.data import sample_ohlcv
+from workbench.fills import Costs
+from workbench.optimize import METRICS, kernels, optimize
+from workbench.strategies import indicators
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return {s: sample_ohlcv(s, "1h", 1200) for s in ("BTC/USDT", "ETH/USDT")}
+
+
+def assert_tables_match(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    x, y = a[list(METRICS)].to_numpy(), b[list(METRICS)].to_numpy()
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    with np.errstate(invalid="ignore"):
+        near = np.abs(np.where(same, 0.0, x - y)) <= 1e-9 * np.maximum(1.0, np.abs(np.where(same, 0.0, y)))
+    bad = ~(same | near)
+    assert not bad.any(), a[bad.any(axis=1)].join(b[bad.any(axis=1)], rsuffix="_vbt").T
+
+
+@pytest.mark.parametrize("period", [2, 7, 14, 30])
+def test_ema_and_rsi_are_pandas_bit_for_bit(frames, period):
+    close = frames["ETH/USDT"]["close"]
+    np.testing.assert_array_equal(kernels.ema(close.to_numpy(), period), indicators.ema(close, period).to_numpy())
+    np.testing.assert_array_equal(kernels.rsi(close.to_numpy(), period), indicators.rsi(close, period).to_numpy())
+    flat = pd.Series(np.r_[np.full(50, 100.0), np.linspace(100, 90, 30), np.full(40, 90.0)])
+    np.testing.assert_array_equal(kernels.rsi(flat.to_numpy(), period), indicators.rsi(flat, period).to_numpy())
+
+
+GRIDS = {
+    "rsi_reversion": {"period": [6, 14, 22], "oversold": [25, 35], "overbought": [65, 75]},
+    "ema_rsi": {"fast": [5, 12], "slow": [20, 40], "rsi_period": [7, 14], "rsi_max": [60, 75]},
+}
+CONFIGS = {
+    "long": BacktestConfig(),
+    "sl-tp-slip": BacktestConfig(sl=0.02, tp=0.04, costs=Costs(taker_fee=0.0005, slippage=0.0005)),
+    "short-sl-tp": BacktestConfig(direction="short", sl=0.02, tp=0.03),
+    "quote-conf": BacktestConfig(min_confidence=0.7, size_pct=None, size_quote=3_000, sl=0.01),
+}
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+@pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_kernel_equals_vectorbt_on_every_combination(frames, name, config):
+    kw = dict(data=frames, ranges=GRIDS[name], config=config, min_trades=0, progress=False)
+    kernel = optimize(name, list(frames), "1h", engine="kernel", **kw)
+    vbt = optimize(name, list(frames), "1h", engine="vectorbt", **kw)
+    assert kernel.engine == "kernel" and vbt.engine == "vectorbt"
+    assert (kernel.table["trades"] > 0).mean() > 0.25  # the grid actually trades
+    pd.testing.assert_frame_equal(kernel.table.iloc[:, :-len(METRICS)], vbt.table.iloc[:, :-len(METRICS)])
+    assert_tables_match(kernel.table, vbt.table)
+
+
+def test_auto_engine_picks_kernels_for_builtins(frames):
+    for name, ranges in GRIDS.items():
+        assert optimize(name, ["BTC/USDT"], "1h", data=frames, ranges=ranges, progress=False).engine == "kernel"
+
+
+def test_many_symbols_in_one_call_equal_one_symbol_at_a_time(frames):
+    more = {**frames, "SOL/USDT": sample_ohlcv("SOL/USDT", "1h", 700)}  # a different length too
+    together = optimize("ema_rsi", list(more), "1h", data=more, ranges=GRIDS["ema_rsi"], min_trades=0,
+                        progress=False).table
+    alone = pd.concat([optimize("ema_rsi", [s], "1h", data=more, ranges=GRIDS["ema_rsi"], min_trades=0,
+                                progress=False).table for s in more], ignore_index=True)
+    pd.testing.assert_frame_equal(together, alone, check_exact=True)
+
+
+def test_small_memory_budget_splits_calls_without_changing_results(frames, monkeypatch):
+    full = optimize("sma_cross", list(frames), "1h", data=frames, min_trades=0, progress=False).table
+    calls = []
+    real = kernels.grid_kernel
+
+    def counting(*args):
+        calls.append(len(args[8]))  # series in this call
+        return real(*args)
+
+    monkeypatch.setattr(kernels, "MAX_SERIES_CELLS", 1200 * 4)
+    monkeypatch.setattr(kernels, "grid_kernel", counting)
+    small = optimize("sma_cross", list(frames), "1h", data=frames, min_trades=0, progress=False).table
+    assert len(calls) > 2 and max(calls) <= 4
+    pd.testing.assert_frame_equal(small, full, check_exact=True)
+
+
+def test_user_strategy_with_rsi_still_goes_to_vectorbt(frames):
+    from workbench.strategies import Param, Signals, strategy
+    from workbench.strategies.base import crossed_above, crossed_below
+
+    @strategy(period=Param(14, 6, 30, 2), warmup=lambda p: 30 * int(p["period"]) + 1)
+    def my_rsi(df, period):
+        r = indicators.rsi(df.close, period)
+        return Signals(entries=crossed_below(r, 30), exits=crossed_above(r, 70))
+
+    res = optimize(my_rsi, ["BTC/USDT"], "1h", data=frames, ranges={"period": [6, 14]}, min_trades=0,
+                   progress=False)
+    builtin = optimize("rsi_reversion", ["BTC/USDT"], "1h", data=frames,
+                       ranges={"period": [6, 14], "oversold": [30], "overbought": [70]}, min_trades=0, progress=False)
+    assert res.engine == "vectorbt"
+    assert_tables_match(res.table, builtin.table)  # same signals (confidence gate off): same metrics
