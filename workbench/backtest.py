@@ -118,8 +118,14 @@ def backtest(
     config: BacktestConfig | None = None,
 ):
     """Run `strategy` with `params` over `df` and return the vectorbt Portfolio."""
+    from .startup import defer_slow_imports
+
+    defer_slow_imports()  # vectorbt imports plotly -> nbformat -> jsonschema, which would build IRI grammars
     import vectorbt as vbt
 
+    from .numba_cache import cache_vectorbt_kernels
+
+    cache_vectorbt_kernels()  # from_signals' simulator compiles once per machine, not once per process
     strat = get_strategy(strategy)
     config = config or BacktestConfig()
     sig = strat.signals(df, params)

@@ -275,6 +275,9 @@ class MonitorPanel(Panel):
     # -- chart ------------------------------------------------------------------
     def _make_chart(self) -> Any:
         try:
+            from ..startup import defer_slow_imports
+
+            defer_slow_imports()  # the widget imports nbformat -> jsonschema -> a 2-3 s IRI grammar build
             import plotly.graph_objects as go
             from plotly.subplots import make_subplots
 
