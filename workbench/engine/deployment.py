@@ -304,9 +304,9 @@ class DeploymentRuntime:
         order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid, reference_price=price), "entry", known=row is not None)
         if order is None or not order.get("filled"):
             return
-        self._opened(symbol, cid, order, ts_ms, side, confidence)
+        self._opened(symbol, cid, order, ts_ms, side, confidence, fresh=row is None)
 
-    def _opened(self, symbol: str, cid: str, order: dict[str, Any], ts_ms: int, side: str, confidence: float) -> None:
+    def _opened(self, symbol: str, cid: str, order: dict[str, Any], ts_ms: int, side: str, confidence: float, fresh: bool = False) -> None:
         """Book a filled entry order as a position and protect it."""
         filled, avg, fee = _fill_of(order)
         margin = self.rules[symbol].contract or side == "short"
@@ -319,7 +319,7 @@ class DeploymentRuntime:
         pos = OpenPosition(pos_id, symbol, side, filled, avg, ts_ms / 1000.0, fee, margin, confidence, sl_price=sl, tp_price=tp)
         self.ledger.open(pos)
         self.store.update_order(cid, position_id=pos_id)
-        self._protect(pos, ts_ms)
+        self._protect(pos, ts_ms, fresh=fresh)
         self.emit("fill", {"deployment_id": self.id, "symbol": symbol, "side": "buy" if side == "long" else "sell", "amount": filled, "price": avg, "fee": fee})
 
     # -- recovery ---------------------------------------------------------------
@@ -380,7 +380,8 @@ class DeploymentRuntime:
             marks = [row["entry_at"]] + ([row["closed_at"]] if row["closed_at"] is not None else [])
             self.cursor[sym] = max(self.cursor.get(sym, -1), int(round(max(marks) * 1000)))
 
-    def _protect(self, pos: OpenPosition, ts_ms: int, sl: bool = True, tp: bool = True) -> None:
+    def _protect(self, pos: OpenPosition, ts_ms: int, sl: bool = True, tp: bool = True, fresh: bool = False) -> None:
+        """Place the position's stop-loss and take-profit orders (`fresh`: their client ids are new, no lookup)."""
         want_sl, want_tp = sl, tp
         sl, tp = stop_levels(pos.side, pos.entry_price, self.limits.stop_loss, self.limits.take_profit)
         stored = _same(sl, pos.sl_price) and _same(tp, pos.tp_price)  # _opened wrote them with the position
@@ -388,11 +389,13 @@ class DeploymentRuntime:
         exit_side = "sell" if pos.side == "long" else "buy"
         if sl == sl and want_sl:
             pos.sl_cid = client_order_id(self.id, pos.symbol, ts_ms, "sl")
-            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id)
+            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id,
+                           known=False if fresh else None)
             pos.sl_order_id = o.get("id") if o else None
         if tp == tp and want_tp:
             pos.tp_cid = client_order_id(self.id, pos.symbol, ts_ms, "tp")
-            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id)
+            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id,
+                           known=False if fresh else None)
             pos.tp_order_id = o.get("id") if o else None
         if not stored:
             self.store.update_position(pos.id, sl_price=None if sl != sl else sl, tp_price=None if tp != tp else tp)

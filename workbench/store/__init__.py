@@ -352,10 +352,10 @@ class Store:
 
     # -- equity, risk ---------------------------------------------------------
     def add_equity(self, rows: list[Mapping[str, Any]]) -> None:
-        if rows:
+        if rows:  # plain numbers only (no JSON or boolean columns): bound as they are
             sql = self._sql["equity"]
             keys = tuple(rows[0])
-            self._raw(sql.insert(keys).replace(" RETURNING id", ""), [sql.params(r, with_defaults=False) for r in rows], many=True)
+            self._raw(sql.insert(keys).replace(" RETURNING id", ""), rows, many=True)
 
     def equity(self, deployment_id: str) -> pd.DataFrame:
         return self.frame("equity", deployment_id=deployment_id)

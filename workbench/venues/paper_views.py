@@ -5,6 +5,7 @@ A mixin of :class:`workbench.venues.paper.PaperExchange` (after
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import ccxt
@@ -16,8 +17,18 @@ from .paper_accounts import PaperAccounts
 _DAY_MS = 86_400_000
 
 
+@lru_cache(maxsize=4096)
+def _iso8601(timestamp: int) -> str | None:
+    return ccxt.Exchange.iso8601(timestamp)
+
+
 class PaperViews(PaperAccounts):
     """fetch_* methods returning ccxt's unified structures."""
+
+    @staticmethod
+    def iso8601(timestamp: Any = None) -> str | None:
+        """ccxt's iso8601, remembered: the paper venue formats the same few bar times again and again."""
+        return _iso8601(timestamp) if isinstance(timestamp, int) else ccxt.Exchange.iso8601(timestamp)
 
     # -- orders and trades ------------------------------------------------------------
     def _trade_out(self, t: dict[str, Any]) -> dict[str, Any]:
