@@ -35,6 +35,19 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell(name):
     assert not any(d in text for d in machine_dirs), "paths come from parameters"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_papermill_reads_every_parameter(name):
+    """An unparsed line (a comment holding '=' or quotes) makes papermill warn 'unknown parameter' on every run."""
+    import ast
+
+    import papermill as pm
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets]
+    assert list(pm.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))) == assigned
+
+
 def run(name: str, tmp: Path, parameters: dict, source: Path | None = None) -> dict:
     import papermill as pm
 
