@@ -78,7 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_control, command="emergency_stop", id=None)
 
     p = sub.add_parser("engine", parents=[common], help="run the long-lived engine (Ctrl-C to stop)")
-    p.add_argument("--feed", default="sample", choices=["sample", "venue"], help="bars from the embedded sample on the wall clock, or from each venue")
+    p.add_argument("--feed", default="sample", choices=["sample", "venue", "mixed"],
+                   help="bars from the embedded sample on the wall clock, from each venue, or mixed: paper deployments "
+                        "from the sample and the others from their venue (an unreachable venue pauses only its own)")
     p.add_argument("--poll", type=float, default=0.5)
     p.add_argument("--for-seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--sync-interval", type=float, default=30.0, help="seconds between reconciliations with the venues (>= 1)")
@@ -171,7 +173,8 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
     from ..accounts import AccountStore, accounts_path
     from ..engine import Engine
-    from ..engine.feeds import SampleFeed, VenueFeed
+    from ..engine.feeds import MixedFeed, SampleFeed, VenueFeed
+    from ..venues.ccxt_venue import RetryPolicy
     from ..venues.live import venue_factory
 
     store = open_store(args)
@@ -179,11 +182,13 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
     if not args.sync_interval >= 1:
         raise ConfigError(f"--sync-interval must be at least 1 second, got {args.sync_interval}.")
-    engine = Engine(store, venue_factory=venue_factory(store, AccountStore(accounts_path(home(args)))))
+    # orders ride out a venue that is down for a minute or so (looked up by client id before each retry)
+    factory = venue_factory(store, AccountStore(accounts_path(home(args))), retry=RetryPolicy(patience=90.0))
+    engine = Engine(store, venue_factory=factory)
     sync = SyncService(store, engine, interval=args.sync_interval).attach(engine)
     recovered = engine.recover()
     print(f"engine {engine.id} on {engine.store.url}: recovered {len(recovered)} deployment(s); Ctrl-C to stop")
-    feed = SampleFeed() if args.feed == "sample" else VenueFeed()
+    feed = {"sample": SampleFeed, "venue": VenueFeed, "mixed": MixedFeed}[args.feed]()
     stop_at = time.monotonic() + args.for_seconds if args.for_seconds else None
     try:
         asyncio.run(engine.run(feed, poll_seconds=args.poll, until=(lambda: time.monotonic() >= stop_at) if stop_at else None, sync=sync))
