@@ -90,7 +90,9 @@ class Engine:
         """Give a live deployment the history its strategy needs, so it decides on the next closed bar.
 
         Bars come from the venue's OHLCV; a paper venue that has seen no bars
-        takes them from the embedded sample.
+        takes them from the embedded sample. A recovered deployment takes them
+        up to its cursor only: the bars after it reach it through the feed, in
+        order, and are decided on.
         """
         from ..data import SAMPLE_SYMBOLS, sample_ohlcv
         from ..timeframes import timeframe_seconds
@@ -101,11 +103,12 @@ class Engine:
         last_closed = (now_ms // step) * step - step
         out = {}
         for sym in rt.spec.symbols:
-            rows = rt.venue.fetch_ohlcv(sym, rt.spec.timeframe, since=last_closed - rt.warmup * step, limit=rt.warmup + 1)
-            rows = [r for r in rows if r[0] <= last_closed]
+            upto = min(last_closed, rt.cursor[sym]) if sym in rt.cursor else last_closed
+            rows = rt.venue.fetch_ohlcv(sym, rt.spec.timeframe, since=upto - rt.warmup * step, limit=rt.warmup + 1)
+            rows = [r for r in rows if r[0] <= upto]
             base = sym.split(":")[0]
             if not rows and rt.spec.venue == "paper" and base in SAMPLE_SYMBOLS:
-                start = pd.Timestamp(last_closed - (rt.warmup - 1) * step, unit="ms", tz="UTC")
+                start = pd.Timestamp(upto - (rt.warmup - 1) * step, unit="ms", tz="UTC")
                 df = sample_ohlcv(base, rt.spec.timeframe, bars=rt.warmup, start=start)
                 rows = [[int(t), *r] for t, r in zip(df.index.as_unit("ms").asi8, df.itertuples(index=False, name=None), strict=True)]
             out[sym] = rt.warm_up(sym, rows)
@@ -157,6 +160,9 @@ class Engine:
         rt.ledger.cash = rt.spec.initial_cash + realized
         rt.ledger.realized = realized
         rt.ledger.fees = float(trades["fees"].sum()) if len(trades) else 0.0
+        for row in trades.itertuples(index=False) if len(trades) else ():
+            if row.exit_reason in ("stop_loss", "take_profit"):
+                rt.stopped_at[row.symbol] = max(rt.stopped_at.get(row.symbol, -1), int(round(row.exit_at * 1000)))
         orders = {o["client_order_id"]: o for o in self.store.orders(rt.id)}
         for row in self.store.positions(rt.id, status="open"):
             rule = rt.rules[row["symbol"]]

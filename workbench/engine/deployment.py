@@ -23,6 +23,7 @@ from ..risk import OrderIntent, PortfolioView, PositionView, RiskGuard, check_or
 from ..risk.guard import TOL as _GUARD_TOL
 from ..store import Store
 from ..strategies import Decision, Strategy
+from ..timeframes import timeframe_seconds
 from ..venues.base import OrderRequest, Venue, client_order_id
 from .clock import Clock
 from .ledger import Ledger, OpenPosition
@@ -81,6 +82,9 @@ class DeploymentRuntime:
         # its state is written in our store's transactions: a bar's writes and the venue's commit together
         self.venue_in_store = getattr(getattr(venue, "exchange", None), "persisted_in", None) is store
         self.paused_by: str | None = None  # 'risk' pauses lift themselves; a person's pause waits for a person
+        self.step_ms = timeframe_seconds(spec.timeframe) * 1000
+        #: per symbol, the last bar on which a protective stop closed a position (that bar's signal is ignored)
+        self.stopped_at: dict[str, int] = {}
 
     # -- helpers --------------------------------------------------------------
     def _now(self) -> float:
@@ -164,9 +168,14 @@ class DeploymentRuntime:
         if ts_ms <= self.cursor.get(symbol, -1):
             return  # already processed (restart or duplicate feed)
         if symbol not in self.precomputed:
-            self.history[symbol].append((ts_ms, o, h, lo, c, v))
+            hist = self.history[symbol]
+            if not hist or hist[-1][0] < ts_ms:
+                hist.append((ts_ms, o, h, lo, c, v))
         self.marks[symbol] = c
-        fired = self._check_protection(symbol, ts_ms, o, h, lo) if symbol in self.ledger.positions else False
+        if symbol in self.ledger.positions:
+            self._check_protection(symbol, ts_ms, o, h, lo)
+        # a stop that closed a position on this bar (now, or before a restart that replays the bar) voids its signal
+        fired = self.stopped_at.get(symbol) == ts_ms
         now = self._now()
         for event in self.guard.update(float(self.equity()), float(now)):
             self._risk_event(event.kind, event.reason, event.details, None)
@@ -328,7 +337,8 @@ class DeploymentRuntime:
 
         An order written ahead but never seen by the venue is marked rejected;
         one the venue filled while we were down is booked (entry -> position,
-        exit or stop -> closed trade); one still working is left working.
+        exit or stop -> closed trade) on the bar an uninterrupted run books it
+        on (:meth:`_booking_bar`); one still working is left working.
         """
         counts = {"booked": 0, "never_sent": 0, "working": 0}
         for row in self.store.orders(self.id, statuses=("pending", "open", "partially_filled")):
@@ -346,13 +356,18 @@ class DeploymentRuntime:
                             pos.tp_cid, pos.tp_order_id = None, None
                 continue
             self._record_order_state(cid, order)
+            pos = self.ledger.positions.get(symbol)
+            if pos is not None and order.get("id"):  # a stop accepted just before the crash: keep its venue id
+                if cid == pos.sl_cid:
+                    pos.sl_order_id = str(order["id"])
+                elif cid == pos.tp_cid:
+                    pos.tp_order_id = str(order["id"])
             if order.get("status") != "closed" or not order.get("filled"):
                 counts["working"] += 1
                 continue
             req = OrderRequest(symbol, row["side"], "market", float(row["amount"]), cid, reduce_only=bool(row["reduce_only"]))
             self._record_fill(req, order)
-            ts_ms = int(order.get("timestamp") or row["created_at"] * 1000)
-            pos = self.ledger.positions.get(symbol)
+            ts_ms = self._booking_bar(row, order)
             if row["purpose"] == "entry" and row["position_id"] is None and pos is None:
                 self._opened(symbol, cid, order, ts_ms, "long" if row["side"] == "buy" else "short", 1.0)
                 counts["booked"] += 1
@@ -370,15 +385,44 @@ class DeploymentRuntime:
                 counts["booked"] += 1
         return counts
 
+    def _booking_bar(self, row: dict[str, Any], order: dict[str, Any]) -> int:
+        """The bar (open time, ms) a fill found on recovery belongs to, as an uninterrupted run books it.
+
+        An entry or exit is booked on the bar it was decided on, which its
+        client order id encodes; the venue's timestamps are later (the order
+        is sent after that bar closed). A resting stop is booked on the bar
+        during which it filled: the first bar a running engine would have
+        seen it on.
+        """
+        step = self.step_ms
+        if row["purpose"] in ("entry", "exit"):
+            decided = _cid_bar_ms(row["client_order_id"])
+            if decided is not None and decided % step == 0:
+                return decided
+        filled_ms = order.get("lastTradeTimestamp") or order.get("lastUpdateTimestamp") or order.get("timestamp")
+        filled_ms = int(filled_ms) if filled_ms else int(self._now() * 1000)
+        return (filled_ms - 1) // step * step  # a fill at a bar's close time belongs to that bar
+
     def restart_cursor(self) -> None:
-        """Never re-act on a bar that already had activity: move each cursor past the last
-        entry or exit the store holds. Bars after it had none, so replaying them with the
-        restored state gives the same (idle) decisions, and an order the venue never saw is
-        simply decided again."""
+        """Resume each symbol on the first bar that may not have been fully processed.
+
+        Bars up to the last one with activity in the store (an entry or exit)
+        were processed, whatever the stored cursor says (it is flushed in
+        batches). That bar itself may have been cut short by the crash when
+        the venue is outside the store (writes commit as each order goes
+        out): it is processed again. That is safe: its decision depends only
+        on the history; its orders carry the bar's client ids, so one already
+        sent is not sent again and one the venue never saw is sent now; a stop
+        booked on it still voids its signal (:attr:`stopped_at`). Bars after
+        it had no activity, so replaying them gives the same (idle) decisions.
+        With the venue's state in the store a bar commits whole: it is not
+        replayed.
+        """
+        back = 0 if self.venue_in_store else self.step_ms
         for row in self.store.positions(self.id, status=None):
             sym = row["symbol"]
             marks = [row["entry_at"]] + ([row["closed_at"]] if row["closed_at"] is not None else [])
-            self.cursor[sym] = max(self.cursor.get(sym, -1), int(round(max(marks) * 1000)))
+            self.cursor[sym] = max(self.cursor.get(sym, -1), int(round(max(marks) * 1000)) - back)
 
     def _protect(self, pos: OpenPosition, ts_ms: int, sl: bool = True, tp: bool = True, fresh: bool = False) -> None:
         """Place the position's stop-loss and take-profit orders (`fresh`: their client ids are new, no lookup)."""
@@ -406,6 +450,8 @@ class DeploymentRuntime:
         pos = self.ledger.positions.get(symbol)
         if pos is None or (pos.sl_cid is None and pos.tp_cid is None):
             return False
+        if pos.entry_at * 1000 >= ts_ms:
+            return False  # its stops went out after this bar closed (a bar replayed after a restart)
         if self.simulated and stop_exit(pos.side, pos.sl_price, pos.tp_price, o, h, lo) is None:
             return False  # the simulator fills from these very bars: untouched levels cannot have filled
         for cid, oid, reason in ((pos.sl_cid, pos.sl_order_id, "stop_loss"), (pos.tp_cid, pos.tp_order_id, "take_profit")):
@@ -434,8 +480,10 @@ class DeploymentRuntime:
         self._cancel_protection(pos)
         purpose = {"signal": "x", "stop": "xs", "emergency_stop": "xe", "manual": "xm", "risk": "xr"}.get(reason, "x")
         cid = client_order_id(self.id, symbol, ts_ms, purpose)
-        known: bool | None = self.store.order(cid) is not None
-        if known:
+        row = self.store.order(cid)
+        known: bool | None = row is not None
+        if row is not None and not (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT)):
+            # this bar's exit id is taken (resent only if recovery proved the venue never saw it)
             cid, known = client_order_id(self.id, symbol, int(self._now() * 1000) + len(self.store.orders(self.id)), purpose), None
         side = "sell" if pos.side == "long" else "buy"
         order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True, reference_price=self.marks.get(symbol)), "exit", pos.id, known=known)
@@ -452,6 +500,7 @@ class DeploymentRuntime:
             row = self.store.order(cid)
             if row is None or row["status"] in ("filled", "cancelled", "rejected"):
                 continue
+            oid = oid or row["venue_order_id"]
             try:
                 if oid:
                     self.venue.cancel_order(oid, pos.symbol)
@@ -464,6 +513,8 @@ class DeploymentRuntime:
 
     def _book_close(self, pos: OpenPosition, exit_price: float, exit_fee: float, ts_ms: int, reason: str) -> None:
         closed, pnl = self.ledger.close(pos.symbol, exit_price, exit_fee)
+        if reason in ("stop_loss", "take_profit"):
+            self.stopped_at[pos.symbol] = ts_ms
         trade = {
             "deployment_id": self.id, "symbol": pos.symbol, "side": pos.side, "amount": pos.amount,
             "entry_price": pos.entry_price, "entry_at": pos.entry_at, "exit_price": exit_price,
@@ -608,6 +659,17 @@ _EXIT_REASON = {"x": "signal", "xs": "stop", "xe": "emergency_stop", "xm": "manu
 def _same(a: float, b: float) -> bool:
     """Equal, NaN included."""
     return a == b or (a != a and b != b)
+
+
+def _cid_bar_ms(cid: str) -> int | None:
+    """The bar time (ms) a :func:`~workbench.venues.base.client_order_id` encodes; None if it is not one."""
+    parts = cid.split("-")
+    if len(parts) != 4 or not cid.startswith("wb"):
+        return None
+    try:
+        return int(parts[2], 36) * 1000
+    except ValueError:
+        return None
 
 
 def _fill_of(order: dict[str, Any]) -> tuple[float, float, float]:
