@@ -16,6 +16,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from .startup import defer_slow_imports as _defer_slow_imports  # noqa: E402
+
+_defer_slow_imports()  # a kernel that shows a plotly figure would otherwise build IRI grammars for 2-3 s
+
 _LAZY = {
     "load_ohlcv": "workbench.data",
     "sample_ohlcv": "workbench.data",

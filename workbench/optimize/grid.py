@@ -158,6 +158,9 @@ def simulate(df: pd.DataFrame, config: BacktestConfig, arrays: Mapping[str, np.n
     """
     import vectorbt as vbt
 
+    from ..numba_cache import cache_vectorbt_kernels
+
+    cache_vectorbt_kernels()  # its simulator compiles once per machine, not once per process
     if next(iter(arrays.values())).shape[1] == 1:
         arrays = {k: np.ascontiguousarray(np.repeat(v, 2, axis=1)) for k, v in arrays.items()}
     return vbt.Portfolio.from_signals(**portfolio_kwargs(df, config), **arrays)
