@@ -49,13 +49,19 @@ SMA, EMA, RSI = 0, 1, 2
 SMA_CROSS, RSI_REVERSION, EMA_RSI = 0, 1, 2
 #: signal codes per bar
 NONE, ENTRY, EXIT = 0, 1, 2
+#: options of the helpers only kernels call: no Python or C entry points to build (less compile on a fresh
+#: machine). No helper is ``inline="always"``: numba's IR inlining retypes the callee at every call site (the
+#: ~40 calls of _add/_is_close in simulate took ~30 s of a cold compile); LLVM inlines these small functions
+#: anyway, so the warm code is the same. Call sites pass non-literal arguments (0.0, np.int64(0), computed
+#: flags) so that each helper compiles once.
+_INNER: dict[str, Any] = {"error_model": "numpy", "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 #: upper bound on bars x indicator series held by one kernel call (32 MB of float64)
 MAX_SERIES_CELLS = 4_000_000
 #: work groups per numba thread (each group reuses one signal buffer; more groups balance the load)
 GROUPS_PER_THREAD = 4
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, **_INNER)
 def _is_close(a: float, b: float) -> bool:
     if np.isnan(a) or np.isnan(b) or np.isinf(a) or np.isinf(b):
         return False
@@ -64,7 +70,7 @@ def _is_close(a: float, b: float) -> bool:
     return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, **_INNER)
 def _add(a: float, b: float) -> float:
     if np.sign(a) != np.sign(b):
         zero = _is_close(abs(a), abs(b))
@@ -116,15 +122,14 @@ def _rolling_mean_into(x: np.ndarray, window: int, out: np.ndarray) -> None:
         out[i] = res
 
 
-@njit(cache=True, error_model="numpy")
 def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     """pandas' ``Series.rolling(window).mean()``, same operations (Kahan sums), so bit-identical."""
-    out = np.empty(x.shape[0])
-    _rolling_mean_into(x, window, out)
+    out = np.empty(len(x))
+    _rolling_mean_into(np.ascontiguousarray(x, dtype=np.float64), int(window), out)
     return out
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, **_INNER)
 def _ewm_step(w: float, cur: float, old_wt: float, new_wt: float) -> float:
     """One step of pandas' ``ewm(adjust=False).mean()`` (its Cython loop, same operations)."""
     if w == w:
@@ -191,7 +196,7 @@ def _com(kind: int, period: int) -> float:
 # ---------------------------------------------------------------- signals (as the strategies' pandas code)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, **_INNER)
 def _gate(conf: float, min_conf: float) -> bool:
     if conf != conf:
         conf = 1.0  # Signals.aligned: NaN confidence counts as 1
@@ -201,11 +206,11 @@ def _gate(conf: float, min_conf: float) -> bool:
 UP, DOWN = 1, 2  # raw crossing bits before direction and confidence
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, **_INNER)
 def _resolve(code: int, raw: int, a: float, b: float, r: float, close: float, p0: float, p1: float,
              long: bool, min_conf: float) -> int:
     """The entry/exit code of a bar with crossing bits `raw` and series values `a`, `b`, `r` (scalars:
-    arrays passed to a non-inlined call cost reference counting)."""
+    arrays passed to a call cost reference counting)."""
     up = (raw & UP) != 0
     down = (raw & DOWN) != 0
     if code == RSI_REVERSION:  # UP: RSI crossed above overbought; DOWN: below oversold
@@ -233,7 +238,7 @@ def _resolve(code: int, raw: int, a: float, b: float, r: float, close: float, p0
     return NONE
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, **_INNER)
 def _cross_marks(a: np.ndarray, b: np.ndarray, kind: np.ndarray, marked: np.ndarray) -> int:
     kind[0] = NONE
     prev = a[0] - b[0]
@@ -248,7 +253,7 @@ def _cross_marks(a: np.ndarray, b: np.ndarray, kind: np.ndarray, marked: np.ndar
     return m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, **_INNER)
 def _level_marks(a: np.ndarray, lo: float, hi: float, kind: np.ndarray, marked: np.ndarray) -> int:
     kind[0] = NONE
     m = 0
@@ -261,7 +266,7 @@ def _level_marks(a: np.ndarray, lo: float, hi: float, kind: np.ndarray, marked: 
     return m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, **_INNER)
 def _signals(code: int, a: np.ndarray, b: np.ndarray, c: np.ndarray, close: np.ndarray, p0: float, p1: float,
              long: bool, min_conf: float, kind: np.ndarray, marked: np.ndarray) -> None:
     """Entry/exit codes of one combination after the direction and confidence filters, as the strategies' pandas.
@@ -283,9 +288,10 @@ def _signals(code: int, a: np.ndarray, b: np.ndarray, c: np.ndarray, close: np.n
 # ---------------------------------------------------------------- portfolio and metrics (as vectorbt)
 
 
-@njit(cache=True, error_model="numpy")
-def _stop_price(pos: float, base: float, stop: float, o: float, lo: float, hi: float, below: bool) -> float:
-    if (pos > 0 and below) or (pos < 0 and not below):
+@njit(cache=True, **_INNER)
+def _stop_price(down: bool, base: float, stop: float, o: float, lo: float, hi: float) -> float:
+    """Fill price of a stop `stop` away from `base`, below it when `down`, on a bar (open, low, high); NaN if not hit."""
+    if down:
         p = base * (1 - stop)
         if o <= p:
             return o
@@ -300,7 +306,7 @@ def _stop_price(pos: float, base: float, stop: float, o: float, lo: float, hi: f
     return np.nan
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, **_INNER)
 def _next_entry(kind: np.ndarray, i: int) -> int:
     n = kind.shape[0]
     while i < n and kind[i] != ENTRY:
@@ -308,7 +314,7 @@ def _next_entry(kind: np.ndarray, i: int) -> int:
     return i
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, **_INNER)
 def _hold(kind: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray, i: int, lo_trig: float,
           hi_trig: float, cash: float, assets: float, prev_value: float, sum_r: float, sum_r2: float, peak: float,
           low_ratio: float) -> tuple[int, float, float, float, float, float]:
@@ -368,7 +374,7 @@ def simulate(
     low_ratio = 1.0
     lo_trig = -np.inf  # a stop can only trigger on a bar whose low/high reaches these
     hi_trig = np.inf
-    i = 0
+    i = np.int64(0)  # not a literal 0: that would compile a second specialization of _hold
     while i < n:
         if pos == 0.0 and rep_assets == 0.0:
             if kind[i] != ENTRY:  # flat: value and returns unchanged until the next entry code
@@ -389,9 +395,9 @@ def simulate(
         stop = np.nan
         if pos != 0 and has_stops:
             if sl == sl:
-                stop = _stop_price(pos, stop_base, sl, open_[i], low[i], high[i], True)
+                stop = _stop_price(pos > 0, stop_base, sl, open_[i], low[i], high[i])  # a long's stop loss lies below
             if np.isnan(stop) and tp == tp:
-                stop = _stop_price(pos, stop_base, tp, open_[i], low[i], high[i], False)
+                stop = _stop_price(pos < 0, stop_base, tp, open_[i], low[i], high[i])  # a short's take profit lies below
         order = 0  # 1 open, 2 close
         if stop == stop:
             price = stop
@@ -402,13 +408,13 @@ def simulate(
         elif kind[i] == EXIT:
             order = 2
         if order != 0:
-            if _is_close(cash, 0):
+            if _is_close(cash, 0.0):
                 cash = 0.0
-            if _is_close(pos, 0):
+            if _is_close(pos, 0.0):
                 pos = 0.0
-            if _is_close(debt, 0):
+            if _is_close(debt, 0.0):
                 debt = 0.0
-            if _is_close(free_cash, 0):
+            if _is_close(free_cash, 0.0):
                 free_cash = 0.0
             filled = False
             size = 0.0
@@ -435,7 +441,7 @@ def simulate(
                         if max_req > 0:
                             size, fee, spend = max_req / adj, limit - max_req, limit
                             filled = True
-                    if filled and _is_close(req_size, 0):
+                    if filled and _is_close(req_size, 0.0):
                         filled = False
                     if filled:
                         cash = _add(cash, -spend)
@@ -452,7 +458,7 @@ def simulate(
                 else:
                     size = size_value / close[i]
                     ok = True
-                if ok and not _is_close(size, 0):
+                if ok and not _is_close(size, 0.0):
                     acq = size * adj
                     fee = acq * fees
                     net = _add(acq, -fee)
@@ -466,7 +472,7 @@ def simulate(
                         filled = True
             elif long:  # close long
                 size = pos
-                if pos != 0 and not _is_close(size, 0):
+                if pos != 0 and not _is_close(size, 0.0):
                     acq = size * adj
                     fee = acq * fees
                     net = _add(acq, -fee)
@@ -548,7 +554,7 @@ def simulate(
         out[:] = np.nan
         out[6] = 1.0
         return
-    if in_trade and e_size > 0 and not _is_close(e_size, 0):
+    if in_trade and e_size > 0 and not _is_close(e_size, 0.0):
         entry_price = e_gross / e_size
         entry_fees = (e_size / e_size) * e_fees
         diff = _add(e_size * close[n - 1], -(e_size * entry_price))
