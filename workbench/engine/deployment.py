@@ -20,7 +20,6 @@ from ..errors import ConfigError, LiveTradingRefused, VenueError
 from ..fills import stop_exit, stop_levels
 from ..markets import MarketRules
 from ..risk import OrderIntent, PortfolioView, PositionView, RiskGuard, check_order, size_entry
-from ..risk.guard import TOL as _GUARD_TOL
 from ..store import Store
 from ..strategies import Decision, Strategy
 from ..timeframes import timeframe_seconds
@@ -71,7 +70,6 @@ class DeploymentRuntime:
         self.warmup = strategy.warmup(params)
         self.history: dict[str, deque] = {s: deque(maxlen=self.warmup) for s in spec.symbols}
         self.precomputed: dict[str, dict[int, tuple[bool, bool, bool, bool, float]]] = {}
-        self._hot_ts: dict[str, np.ndarray] = {}  # sorted bar times with a precomputed signal
         self._equity_rows: list[tuple[float, float, float, float]] = []  # (at, equity, cash, unrealized)
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
@@ -113,7 +111,6 @@ class DeploymentRuntime:
         e, x, se, sx, c = (np.asarray(a) for a in (sig.entries, sig.exits, sig.short_entries, sig.short_exits, sig.confidence))
         hot = np.flatnonzero(e | x | se | sx)
         self.precomputed[symbol] = {ts[i]: (bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]), float(c[i])) for i in hot}
-        self._hot_ts[symbol] = np.asarray([ts[i] for i in hot], dtype=np.int64)
 
     def decide(self, symbol: str, ts_ms: int) -> Decision:
         table = self.precomputed.get(symbol)
@@ -199,80 +196,6 @@ class DeploymentRuntime:
         if eq > self.peak_equity:
             self.peak_equity = eq
         self._equity_rows.append((ts_ms / 1000.0, eq, ledger.cash, unrealized))
-        if len(self._equity_rows) >= self._equity_batch:
-            self.flush()
-
-    # -- quiet bars (replays) -----------------------------------------------------
-    def quiet_until(self, symbol: str, ts: np.ndarray, lo: np.ndarray, h: np.ndarray, c: np.ndarray, start: int, stop: int, step_ms: int) -> int:
-        """The end j of the run of bars [start, j) of `symbol` on which nothing can happen (j == start: none).
-
-        Nothing happens on a bar that has no signal, reaches no resting order's
-        level at the venue nor the position's own stop levels, stays in the risk
-        guard's UTC day and takes equity to no loss limit, while the deployment is
-        active and unpaused. Such bars change only prices, marks and the equity
-        curve, which :meth:`skip_quiet` writes for the whole run at once. Only for
-        a one-symbol deployment on a simulated venue with precomputed signals.
-        """
-        g = self.guard
-        exchange = getattr(self.venue, "exchange", None)
-        hot = self._hot_ts.get(symbol)
-        if (hot is None or self.status != "active" or len(self.enabled) != 1 or not self.enabled.get(symbol)
-                or g.breaches or g.rearm or g.day is None or not hasattr(exchange, "feed_quiet") or stop <= start):
-            return start
-        k = int(np.searchsorted(hot, ts[start]))
-        if k < len(hot):
-            stop = min(stop, int(np.searchsorted(ts, hot[k])))
-        low_reach, high_reach = exchange.reach(symbol)
-        pos = self.ledger.positions.get(symbol)
-        if pos is not None:
-            below, above = (pos.sl_price, pos.tp_price) if pos.side == "long" else (pos.tp_price, pos.sl_price)
-            if below == below:
-                low_reach = max(low_reach, below)
-            if above == above:
-                high_reach = min(high_reach, above)
-        day_hi_ms = g._day_hi * 1000.0 - step_ms  # the clock of bar k is (ts[k] + step) / 1000
-        end = start + int(np.searchsorted(ts[start:stop], day_hi_ms, side="left"))
-        stop = min(stop, end)
-        if stop <= start:
-            return start
-        acts = np.flatnonzero((lo[start:stop] <= low_reach) | (h[start:stop] >= high_reach))
-        if acts.size:
-            stop = start + int(acts[0])
-        if pos is not None and stop > start:
-            eq = self.ledger.cash + pos.value_of(c[start:stop])
-            breach = np.zeros(stop - start, dtype=bool)
-            dl, dd = self.limits.daily_loss_limit, self.limits.drawdown_limit
-            start_eq, ref = g.day_start_equity, g.loss_reference
-            if dl is not None and start_eq is not None and start_eq > 0 and ref is not None:
-                breach |= (ref - eq) / start_eq >= dl * (1 - _GUARD_TOL)
-            if dd is not None:
-                peak = np.maximum.accumulate(np.maximum(eq, g.drawdown_peak or -np.inf))
-                breach |= (peak > 0) & ((peak - eq) / peak >= dd * (1 - _GUARD_TOL))
-            hit = np.flatnonzero(breach)
-            if hit.size:
-                stop = start + int(hit[0])
-        return stop
-
-    def skip_quiet(self, symbol: str, ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, start: int, stop: int) -> None:
-        """Apply the quiet bars [start, stop) found by :meth:`quiet_until`: what on_bar would write for each, at once."""
-        self.venue.exchange.feed_quiet(symbol, ts[start:stop], o[start:stop], h[start:stop], lo[start:stop], c[start:stop], v[start:stop])
-        closes = c[start:stop]
-        pos = self.ledger.positions.get(symbol)
-        cash = self.ledger.cash
-        if pos is not None:
-            eq = cash + pos.value_of(closes)
-            unrealized = pos.gross_pnl_of(closes).tolist()
-        else:
-            eq = np.full(len(closes), cash)
-            unrealized = [0.0] * len(closes)
-        top = float(eq.max())
-        g = self.guard
-        g.peak_equity = max(g.peak_equity, top) if g.peak_equity is not None else top
-        g.drawdown_peak = max(g.drawdown_peak, top) if g.drawdown_peak is not None else top
-        self.peak_equity = max(self.peak_equity, top)
-        self.marks[symbol] = float(closes[-1])
-        self.cursor[symbol] = int(ts[stop - 1])
-        self._equity_rows.extend(zip((ts[start:stop] / 1000.0).tolist(), eq.tolist(), [cash] * len(closes), unrealized, strict=True))
         if len(self._equity_rows) >= self._equity_batch:
             self.flush()
 

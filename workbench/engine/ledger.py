@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 
 @dataclass
 class OpenPosition:
@@ -41,18 +39,6 @@ class OpenPosition:
     def gross_pnl(self, exit_price: float) -> float:
         sign = 1.0 if self.side == "long" else -1.0
         return sign * (exit_price - self.entry_price) * self.amount
-
-    def value_of(self, marks: np.ndarray) -> np.ndarray:
-        """:meth:`value` of an array of marks (the same operations, so the same floats)."""
-        if self.margin:
-            sign = 1.0 if self.side == "long" else -1.0
-            return sign * (marks - self.entry_price) * self.amount
-        return self.amount * marks
-
-    def gross_pnl_of(self, marks: np.ndarray) -> np.ndarray:
-        """:meth:`gross_pnl` of an array of exit prices."""
-        sign = 1.0 if self.side == "long" else -1.0
-        return sign * (marks - self.entry_price) * self.amount
 
 
 @dataclass

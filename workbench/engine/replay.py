@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..data import load_ohlcv
@@ -26,8 +25,6 @@ from .spec import DeploymentSpec
 
 #: bars per transaction in a replay: a crash loses at most these (the restart replays them identically)
 COMMIT_EVERY = 1000
-#: one-symbol replays apply runs of bars on which nothing can happen in bulk (same store contents, tested)
-SKIP_QUIET_BARS = True
 
 
 @dataclass
@@ -106,9 +103,6 @@ def replay(
 
 
 def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: ManualClock, step_ms: int, stop_after: int | None, progress: bool) -> bool:
-    if len(frames) == 1 and SKIP_QUIET_BARS:
-        ((sym, df),) = frames.items()
-        return _drive_one(rt, sym, df, clock, step_ms, stop_after, progress)
     merged = []
     for sym, df in frames.items():
         ts = df.index.as_unit("ms").asi8
@@ -138,55 +132,6 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
                 done += 1
         if seen < COMMIT_EVERY:
             return True
-
-
-def _drive_one(rt: DeploymentRuntime, sym: str, df: pd.DataFrame, clock: ManualClock, step_ms: int, stop_after: int | None,
-               progress: bool) -> bool:
-    """One symbol: runs of quiet bars (see DeploymentRuntime.quiet_until) in bulk, every other bar through step()."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(df), desc=f"replay {rt.id}", unit="bar", mininterval=0.5)
-    try:
-        return _drive_runs(rt, sym, df, clock, step_ms, stop_after, bar)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _drive_runs(rt: DeploymentRuntime, sym: str, df: pd.DataFrame, clock: ManualClock, step_ms: int, stop_after: int | None,
-                bar: Any) -> bool:
-    ts = df.index.as_unit("ms").asi8
-    arrays = [np.ascontiguousarray(df[k].to_numpy(dtype=float)) for k in ("open", "high", "low", "close", "volume")]
-    o, h, lo, c, v = arrays
-    rows = [a.tolist() for a in arrays]
-    n = len(ts)
-    i = int(np.searchsorted(ts, rt.cursor.get(sym, -1), side="right"))
-    done = 0
-    while i < n:
-        with rt.store.batch():  # a group's bars, the books and the venue state commit together
-            group_end = min(n, i + COMMIT_EVERY)
-            while i < group_end:
-                if stop_after is not None and done >= stop_after:
-                    return False
-                limit = group_end if stop_after is None else min(group_end, i + stop_after - done)
-                j = rt.quiet_until(sym, ts, lo, h, c, i, limit, step_ms)
-                if j > i:
-                    clock.set((int(ts[j - 1]) + step_ms) / 1000.0)
-                    rt.skip_quiet(sym, ts, o, h, lo, c, v, i, j)
-                    if bar is not None:
-                        bar.update(j - i)
-                    done += j - i
-                    i = j
-                    continue
-                clock.set((int(ts[i]) + step_ms) / 1000.0)
-                rt.step(sym, int(ts[i]), rows[0][i], rows[1][i], rows[2][i], rows[3][i], rows[4][i])
-                if bar is not None:
-                    bar.update(1)
-                done += 1
-                i += 1
-    return True
 
 
 def _persist_venue(rt: DeploymentRuntime) -> None:

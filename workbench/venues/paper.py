@@ -323,41 +323,6 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self._notify()
         return True
 
-    def reach(self, symbol: str) -> tuple[float, float]:
-        """(L, H): a bar of `symbol` with low > L and high < H fills, triggers and liquidates nothing."""
-        if not (self._open.get(symbol) or symbol in self._positions):
-            return -_INF, _INF
-        return self._reach(symbol)
-
-    def feed_quiet(self, symbol: str, ts: Any, o: Any, h: Any, lo: Any, c: Any, v: Any) -> None:
-        """Feed a run of bars (numpy arrays) that reach no level (see :meth:`reach`): only prices and history move.
-
-        The bulk form of :meth:`feed_bar` for replays; every bar is checked, so a
-        bar that would act raises instead of being skipped silently.
-        """
-        import numpy as np
-
-        if not len(ts):
-            return
-        self._market(symbol)
-        low_reach, high_reach = self.reach(symbol)
-        last = self._last.get(symbol)
-        prices = np.concatenate([o, h, lo, c])
-        if not (np.isfinite(prices).all() and (prices > 0).all()):
-            raise ccxt.BadRequest(f"feed for {symbol}: prices must be positive finite numbers.")
-        if (last is not None and ts[0] <= last[0]) or (len(ts) > 1 and (np.diff(ts) <= 0).any()):
-            raise ccxt.BadRequest(f"feed_quiet for {symbol}: bars must be new and in time order.")
-        if (lo <= low_reach).any() or (h >= high_reach).any():
-            raise ccxt.BadRequest(f"feed_quiet for {symbol}: a bar reaches an order's level; feed it with feed_bar.")
-        rows = [list(r) for r in zip(ts.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist(), strict=True)]
-        bars = self._bars.setdefault(symbol, [])
-        bars.extend(rows)
-        if len(bars) > self.history_limit * 1.5:
-            del bars[: len(bars) - self.history_limit]
-        self._now_ms = rows[-1][0] if self._now_ms is None else max(self._now_ms, rows[-1][0])
-        self._seq[symbol] = self._seq.get(symbol, 0) + len(rows)
-        self._last[symbol] = list(rows[-1])
-
     def _record_bar(self, symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float, tick: bool) -> None:
         bars = self._bars.setdefault(symbol, [])
         if tick:
