@@ -45,22 +45,16 @@ def spec(symbols: tuple[str, ...] = ("BTC/USDT",)) -> Any:
 
 
 # -- replay throughput ---------------------------------------------------------------------------
-def workbench_replay(df: pd.DataFrame, skip_quiet: bool = True) -> dict[str, Any]:
-    """The full live path on a SQLite file; seconds include signals, every bar, every store write.
-
-    `skip_quiet=False` sends every bar through the deployment's step() (no runs of quiet bars in bulk).
-    """
-    import workbench.engine.replay as replay_module
+def workbench_replay(df: pd.DataFrame) -> dict[str, Any]:
+    """The full live path on a SQLite file; seconds include signals, every bar, every store write."""
     from workbench.engine import replay
 
-    replay_module.SKIP_QUIET_BARS = skip_quiet
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         res = replay(spec(), data={"BTC/USDT": df}, store=str(Path(d) / "bench.sqlite"))
         seconds = time.perf_counter() - t0
         out = {"seconds": seconds, "bars": len(df), "trades": int(res.summary["trades"]), "final_equity": res.summary["final_equity"]}
         res.store.close()
-    replay_module.SKIP_QUIET_BARS = True
     return out
 
 
@@ -196,16 +190,11 @@ def run(quick: bool = False, n_bars: int | None = None, repeat: int | None = Non
     df = bars(n)
     rows: list[dict[str, Any]] = []
     ours = median_of(workbench_replay, df, repeat)
-    every = median_of(lambda d: workbench_replay(d, skip_quiet=False), df, repeat)
     peers = {"backtesting.py Backtest.run": median_of(backtesting_run, df, repeat)}
     naut = median_of(nautilus_run, df, 1 if quick else repeat)
     peers["nautilus_trader BacktestEngine"] = naut if naut else {"error": f"not installed (set ${NAUTILUS_ENV})"}
     rows.append({"benchmark": "engine", "case": "workbench replay (full live path, SQLite file)", "bars": n,
-                 "seconds": ours["seconds"], "bars_per_s": ours["bars_per_s"], "trades": ours["trades"], "ours_vs_peer": 1.0,
-                 "note": "runs of quiet bars applied in bulk (same store as bar by bar: tests/test_replay.py)"})
-    rows.append({"benchmark": "engine", "case": "workbench replay, every bar through step()", "bars": n,
-                 "seconds": every["seconds"], "bars_per_s": every["bars_per_s"], "trades": every["trades"],
-                 "ours_vs_peer": ours["bars_per_s"] / every["bars_per_s"]})
+                 "seconds": ours["seconds"], "bars_per_s": ours["bars_per_s"], "trades": ours["trades"], "ours_vs_peer": 1.0})
     for name, r in peers.items():
         if "error" in r:
             rows.append({"benchmark": "engine", "case": name, "bars": n, "note": r["error"]})
