@@ -219,7 +219,7 @@ def test_equity_identity_and_limits_hold_on_random_paths(tmp_path_factory, seed,
     rng = np.random.default_rng(seed)
     n = 300
     frames = {}
-    for k, sym in enumerate(("BTC/USDT", "ETH/USDT", "SOL/USDT")):
+    for sym in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
         close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
         open_ = np.r_[100.0, close[:-1]]
         hi = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
