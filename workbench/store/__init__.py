@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, create_engine, delete, event, insert, select, update
@@ -169,8 +169,13 @@ class Store:
         finally:
             conn.close()
 
-    def _raw(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], many: bool = False) -> Any:
-        """Run one statement on the DBAPI cursor of the current transaction (see :mod:`.raw`)."""
+    def _raw(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], many: bool = False,
+             fetch: bool = False) -> _Outcome:
+        """Run one statement on the DBAPI cursor of the current transaction (see :mod:`.raw`).
+
+        Rows (with `fetch`), the row count and the last row id are read before the
+        transaction ends, so the connection is never used after it went back to the pool.
+        """
         with self.tx() as conn:
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -178,21 +183,21 @@ class Store:
                     cur.executemany(sql, params)
                 else:
                     cur.execute(sql, params)
+                rows = cur.fetchall() if fetch else []
             except self._dbapi_error as exc:  # type: ignore[misc]
                 raise StoreError(_explain_text(str(exc), self.url)) from None
-            return cur
+            return _Outcome(rows, cur.rowcount, cur.lastrowid)
 
     def _insert(self, table: str, row: Mapping[str, Any], conflict: Sequence[str] | None = None) -> int | None:
         """Insert one row; its id (None when `conflict` columns matched an existing row)."""
         sql = self._sql[table]
         params = sql.params(row)
-        cur = self._raw(sql.insert(tuple(params), conflict), params)
-        if cur.rowcount == 0:
+        out = self._raw(sql.insert(tuple(params), conflict), params, fetch=sql.returning)
+        if out.rowcount == 0:
             return None
         if sql.returning:
-            found = cur.fetchone()
-            return int(found[0]) if found else None
-        return int(cur.lastrowid)
+            return int(out.rows[0][0]) if out.rows else None
+        return int(out.lastrowid)
 
     def _update(self, table: str, where: str, key: Any, fields: Mapping[str, Any]) -> int:
         sql = self._sql[table]
@@ -203,8 +208,8 @@ class Store:
 
     def _select(self, table: str, where: str, key: Any) -> list[dict[str, Any]]:
         sql = self._sql[table]
-        cur = self._raw(f"{sql.select_all} WHERE {where} = {sql.ph('_where')}", {"_where": key})
-        return [sql.decode(r) for r in cur.fetchall()]
+        out = self._raw(f"{sql.select_all} WHERE {where} = {sql.ph('_where')}", {"_where": key}, fetch=True)
+        return [sql.decode(r) for r in out.rows]
 
     def _exec(self, stmt: Any, params: Any = None) -> Any:
         with self.tx() as conn:
@@ -224,7 +229,7 @@ class Store:
         cond = " AND ".join(f"{k} = {sql.ph('w_' + k)}" for k in where)
         order = ", ".join(c.name for c in tbl.primary_key.columns)
         stmt = sql.select_all + (f" WHERE {cond}" if cond else "") + f" ORDER BY {order}"
-        rows = self._raw(stmt, {f"w_{k}": v for k, v in where.items()}).fetchall()
+        rows = self._raw(stmt, {f"w_{k}": v for k, v in where.items()}, fetch=True).rows
         df = pd.DataFrame.from_records(rows, columns=sql.columns)
         for name in sql.json:
             df[name] = [json.loads(v) if isinstance(v, str) else v for v in df[name]]
@@ -293,8 +298,9 @@ class Store:
             return
         with self.tx():
             if status is not None:
-                cur = self._raw("SELECT status_history FROM orders WHERE client_order_id = " + self._sql["orders"].ph("c"), {"c": client_order_id})
-                found = cur.fetchone()
+                rows = self._raw("SELECT status_history FROM orders WHERE client_order_id = " + self._sql["orders"].ph("c"),
+                                 {"c": client_order_id}, fetch=True).rows
+                found = rows[0] if rows else None
                 history = json.loads(found[0]) if found and found[0] else []
                 if not history or history[-1][1] != status:
                     history.append([now, status])
@@ -434,6 +440,14 @@ class Store:
         state["orders"] = [orders[k] for k in sorted(orders, key=_id_key)]
         state["trades"] = [trades[k] for k in sorted(trades, key=_id_key)]
         return state
+
+class _Outcome(NamedTuple):
+    """What one raw statement returned: its rows (when fetched), row count and last row id."""
+
+    rows: list[Any]
+    rowcount: int
+    lastrowid: int | None
+
 
 class _TxState(threading.local):
     """Per thread: the open transaction's connection, whether a batch is open."""
