@@ -231,7 +231,7 @@ class DeploymentRuntime:
             return
         cid = client_order_id(self.id, symbol, ts_ms, "e")
         row = self.store.order(cid)
-        if row is not None and not (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT)):
+        if _taken(row):
             return  # this decision was already acted on (restart)
         order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid, reference_price=price), "entry", known=row is not None)
         if order is None or not order.get("filled"):
@@ -405,7 +405,7 @@ class DeploymentRuntime:
         cid = client_order_id(self.id, symbol, ts_ms, purpose)
         row = self.store.order(cid)
         known: bool | None = row is not None
-        if row is not None and not (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT)):
+        if _taken(row):
             # this bar's exit id is taken (resent only if recovery proved the venue never saw it)
             cid, known = client_order_id(self.id, symbol, int(self._now() * 1000) + len(self.store.orders(self.id)), purpose), None
         side = "sell" if pos.side == "long" else "buy"
@@ -577,6 +577,11 @@ class DeploymentRuntime:
 _HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))
 _NEVER_SENT = "never reached the venue"
 _EXIT_REASON = {"x": "signal", "xs": "stop", "xe": "emergency_stop", "xm": "manual", "xr": "risk"}
+
+
+def _taken(row: dict[str, Any] | None) -> bool:
+    """A stored order whose client id may not be sent again (it exists and the venue may have seen it)."""
+    return row is not None and not (row["status"] == "rejected" and str(row["error"] or "").startswith(_NEVER_SENT))
 
 
 def _same(a: float, b: float) -> bool:
