@@ -109,3 +109,20 @@ def test_param_grid_and_coerce():
         Param(5, 10, 20)
     assert np.isclose(Param(1.0, 0.5, 2.0, 0.5).coerce("x", 1), 1.0)
     assert isinstance(pd.Series([1]), pd.Series)
+
+
+def test_a_user_strategy_can_bring_its_fast_form():
+    def last(bars, n):
+        closes = [b[4] for b in bars]
+        up = len(closes) > n and closes[-1] > max(closes[-n - 1:-1])
+        return up, False, False, False, 1.0
+
+    @strategy(n=Param(3, 2, 10, 1), warmup=lambda p: p["n"] + 1, last=last)
+    def breakout(df, n):
+        return Signals(entries=df.close > df.close.rolling(n).max().shift(), exits=df.close < 0)
+
+    df = sample_ohlcv("BTC/USDT", "1h", 300)
+    sig = breakout.signals(df, {"n": 3})
+    rows = [(0, *r) for r in df[["open", "high", "low", "close", "volume"]].itertuples(index=False, name=None)]
+    got = [breakout.last(rows[i - 3: i + 1], n=3)[0] for i in range(3, len(df))]
+    assert got == sig.entries.iloc[3:].tolist() and any(got)

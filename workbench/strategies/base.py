@@ -241,9 +241,10 @@ def strategy(
     warmup: Callable[[Mapping[str, float]], int] | int,
     constraint: Callable[[Mapping[str, float]], bool] | None = None,
     name: str | None = None,
+    last: Callable[..., tuple[bool, bool, bool, bool, float]] | None = None,
     **params: Param,
 ) -> Callable[[Callable[..., Signals]], Strategy]:
-    """Decorator that turns a signal function into a :class:`Strategy`."""
+    """Decorator that turns a signal function into a :class:`Strategy` (`last`: see :attr:`Strategy.last`)."""
     warmup_fn = warmup if callable(warmup) else (lambda _p, _n=int(warmup): _n)
 
     def wrap(fn: Callable[..., Signals]) -> Strategy:
@@ -254,6 +255,7 @@ def strategy(
             warmup_fn=warmup_fn,
             constraint=constraint,
             doc=(fn.__doc__ or "").strip(),
+            last=last,
         )
 
     return wrap
