@@ -77,6 +77,27 @@ def rsi_reversion(df: pd.DataFrame, period: int, oversold: float, overbought: fl
     return Signals(entries=long_in, exits=long_out, short_entries=long_out, short_exits=long_in, confidence=conf)
 
 
+def _closes(bars: Sequence[Sequence[float]]) -> np.ndarray:
+    return np.fromiter((b[4] for b in bars), dtype=float, count=len(bars))
+
+
+def _rsi_reversion_last(bars: Sequence[Sequence[float]], period: int, oversold: float, overbought: float) -> tuple[bool, bool, bool, bool, float]:
+    """rsi_reversion on the newest bar: the same Wilder RSI over the window, computed by the optimizer's
+    numba indicator (bit-identical to the pandas one), instead of a pandas pass."""
+    from ..optimize.kernels import rsi as rsi_nb
+
+    if len(bars) < 2:
+        return False, False, False, False, 1.0
+    r0, r1 = rsi_nb(_closes(bars), period)[-2:]
+    long_in, long_out = bool(r1 < oversold and r0 >= oversold), bool(r1 > overbought and r0 <= overbought)
+    gap = (oversold - r1) / 10.0 if r1 < 50 else (r1 - overbought) / 10.0
+    conf = min(max(0.6 + max(gap, 0.0), 0.0), 1.0) if r1 == r1 else 1.0
+    return long_in, long_out, long_out, long_in, conf
+
+
+rsi_reversion = replace(rsi_reversion, last=_rsi_reversion_last)
+
+
 @strategy(
     fast=Param(12, 5, 30, 1, "fast EMA period"),
     slow=Param(26, 20, 100, 2, "slow EMA period"),
@@ -105,3 +126,22 @@ def ema_rsi(df: pd.DataFrame, fast: int, slow: int, rsi_period: int, rsi_max: fl
         short_exits=up,
         confidence=conf,
     )
+
+
+def _ema_rsi_last(bars: Sequence[Sequence[float]], fast: int, slow: int, rsi_period: int, rsi_max: float) -> tuple[bool, bool, bool, bool, float]:
+    """ema_rsi on the newest bar, with the optimizer's numba indicators (bit-identical to the pandas ones)."""
+    from ..optimize.kernels import ema as ema_nb
+    from ..optimize.kernels import rsi as rsi_nb
+
+    if len(bars) < 2:
+        return False, False, False, False, 1.0
+    closes = _closes(bars)
+    (f0, f1), (s0, s1), r1 = ema_nb(closes, fast)[-2:], ema_nb(closes, slow)[-2:], rsi_nb(closes, rsi_period)[-1]
+    up, down = bool(f1 > s1 and f0 <= s0), bool(f1 < s1 and f0 >= s0)
+    trend = min(max(abs(f1 - s1) / closes[-1] * 200.0, 0.0), 0.5)
+    headroom = min(max(abs(rsi_max - r1) / 100.0, 0.0), 0.5)
+    conf = min(max(0.3 + trend + headroom, 0.0), 1.0)
+    return up and bool(r1 < rsi_max), down, down and bool(r1 > 100 - rsi_max), up, float(conf) if conf == conf else 1.0
+
+
+ema_rsi = replace(ema_rsi, last=_ema_rsi_last)
