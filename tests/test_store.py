@@ -125,3 +125,13 @@ def test_venue_state_round_trip(store):
     store.save_venue_state("paper:d1", {"balances": {"USDT": 2.5}})
     assert store.load_venue_state("paper:d1") == {"balances": {"USDT": 2.5}}
     assert store.load_venue_state("nope") is None
+
+
+def test_json_columns_take_non_finite_numbers_and_keep_text_intact(store):
+    import numpy as np
+
+    store.audit("me", "odd", params={"lo": float("-inf"), "hi": np.float64("inf"), "nan": float("nan"), "note": "NaN here"})
+    store.submit_command("pause", "d1", {"limit": float("-inf"), "why": "Infinity and NaN in words"})
+    params = store.frame("audit")["params"].tolist()
+    assert params[0] == {"lo": None, "hi": None, "nan": None, "note": "NaN here"}
+    assert params[1] == {"limit": None, "why": "Infinity and NaN in words"}

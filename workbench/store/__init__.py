@@ -491,16 +491,8 @@ def _id_key(key: str) -> tuple[int, int | str]:
 
 
 def _jsonable(value: Any) -> Any:
-    """JSON round-trip with NaN/inf as null, numpy and timestamps as plain values."""
-    return json.loads(json.dumps(value, default=_default).replace("NaN", "null").replace("Infinity", "null"))
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    return str(obj)
+    """Plain JSON values (what the JSON columns hold): NaN and infinities as null, numpy and timestamps as plain values."""
+    return json.loads(json_text(value))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
