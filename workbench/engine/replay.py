@@ -110,17 +110,25 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
                                     "l": df["low"].to_numpy(), "c": df["close"].to_numpy(), "v": df["volume"].to_numpy()}))
     allbars = pd.concat(merged, ignore_index=True).sort_values(["ts", "sym"], kind="stable")
     rows = zip(*(allbars[k].tolist() for k in ("ts", "sym", "o", "h", "l", "c", "v")), strict=True)
-    total = len(allbars)
-    bar_iter = rows
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar_iter = tqdm(rows, total=total, desc=f"replay {rt.id}", unit="bar", mininterval=0.5)
+        bar = tqdm(total=len(allbars), desc=f"replay {rt.id}", unit="bar", mininterval=0.5)
+    try:
+        return _run_groups(rt, rows, clock, step_ms, stop_after, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _run_groups(rt: DeploymentRuntime, bars: Any, clock: ManualClock, step_ms: int, stop_after: int | None, progress: Any) -> bool:
+    """Step through `bars`; each group of COMMIT_EVERY is one transaction. False if stopped by `stop_after`."""
     done = 0
     while True:
         with rt.store.batch():  # a group's bars, the books and the venue state commit together
             seen = 0
-            for ts, sym, o, h, lo, c, v in islice(bar_iter, COMMIT_EVERY):
+            for ts, sym, o, h, lo, c, v in islice(bars, COMMIT_EVERY):
                 seen += 1
                 ts = int(ts)
                 if ts <= rt.cursor.get(sym, -1):
@@ -130,6 +138,8 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
                 clock.set((ts + step_ms) / 1000.0)
                 rt.step(sym, ts, o, h, lo, c, v)
                 done += 1
+        if progress is not None:
+            progress.update(seen)
         if seen < COMMIT_EVERY:
             return True
 
