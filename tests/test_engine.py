@@ -210,6 +210,51 @@ def test_restart_mid_replay_gives_the_same_trades(tmp_path):
     assert second.summary["final_equity"] == pytest.approx(full.summary["final_equity"], rel=1e-12)
 
 
+def _store_contents(store: Store) -> dict[str, list]:
+    """Every row a replay wrote, without wall-clock columns (NaN as None, so rows compare equal)."""
+    wall = {"venue_state": ["updated_at"], "status_changes": ["at"], "audit": ["at"], "deployments": ["created_at", "updated_at", "started_at"]}
+    out = {}
+    for table in ("orders", "fills", "positions", "trades", "equity", "risk_events", "venue_state", "status_changes", "deployments"):
+        df = store.frame(table).drop(columns=wall.get(table, []))
+        out[table] = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in df.to_dict("records")]
+    return out
+
+
+@pytest.mark.parametrize("case", ["long, SL/TP, loss limits that pause", "perpetual both ways, leverage", "resumed after a stop"])
+def test_replay_of_quiet_stretches_at_once_equals_every_bar(tmp_path, monkeypatch, case):
+    """A one-symbol replay steps quiet bars in bulk (DeploymentRuntime.skip_quiet): every stored row equals the per-bar run."""
+    import sys
+    import uuid
+
+    replay_module = sys.modules["workbench.engine.replay"]
+    if case.startswith("long"):
+        sym, df = "BTC/USDT", sample_ohlcv("BTC/USDT", "1m", 12_000)
+        s = spec(symbols=(sym,), timeframe="1m", risk={"stop_loss": 0.004, "take_profit": 0.008, "daily_loss_limit": 0.0005,
+                                                       "drawdown_limit": 0.004, "cooldown_seconds": 600})
+    else:
+        sym, df = "ETH/USDT:USDT", sample_ohlcv("ETH/USDT", "1h", 3_000)
+        s = spec(symbols=(sym,), strategy="rsi_reversion", params={}, direction="both",
+                 risk=NO_PAUSES | {"stop_loss": 0.03, "take_profit": 0.05, "leverage": 3, "max_leverage": 5})
+    runs = {}
+    for skip in (True, False):
+        monkeypatch.setattr(replay_module, "SKIP_QUIET", skip)
+        ids = iter(range(1, 10))
+        monkeypatch.setattr(uuid, "uuid4", lambda ids=ids: uuid.UUID(int=next(ids)))
+        path = str(tmp_path / f"{skip}.sqlite")
+        if case.startswith("resumed"):
+            first = replay(s, data={sym: df}, store=path, stop_after=1_234)
+            res = replay(s, data={sym: df}, store=path, resume=first.deployment_id)
+        else:
+            res = replay(s, data={sym: df}, store=path)
+        runs[skip] = _store_contents(res.store)
+        res.store.close()
+    assert len(runs[True]["trades"]) > 20
+    if case.startswith("long"):
+        assert {r["kind"] for r in runs[True]["risk_events"]} >= {"paused", "resumed"}
+    for table, rows in runs[False].items():
+        assert runs[True][table] == rows, table
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), size_pct=st.floats(0.05, 1.0), max_pos=st.integers(1, 3),
        sl=st.sampled_from([None, 0.01, 0.03]), lev_cap=st.sampled_from([None, 1.0, 2.0]))

@@ -6,6 +6,7 @@ import json
 import math
 
 import ccxt
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -588,34 +589,82 @@ def test_equity_equals_cash_plus_realized_plus_unrealized_minus_fees(ops, partia
         assert all(v >= 0 for v in bal[k].values())
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+def _book_with_levels(leverage: int, side: str, levels: list[float], skip: bool = True) -> PaperExchange:
+    """A perpetual position with its stops, a resting limit and a stop-market order, at price 100."""
+    ex = make(balance={"USDT": 100_000})
+    if not skip:
+        ex._reach = lambda symbol: (float("inf"), -float("inf"))  # always process
+    flat(ex, PERP, 0, 100)
+    ex.set_leverage(leverage, PERP)
+    ex.create_order(PERP, "market", side, 10, None, {"clientOrderId": "entry"})
+    exit_side = "sell" if side == "buy" else "buy"
+    sl, tp = (100 * levels[0], 100 * levels[1]) if side == "buy" else (100 * levels[1], 100 * levels[0])
+    if (side == "buy" and sl < 100 < tp) or (side == "sell" and tp < 100 < sl):
+        ex.create_order(PERP, "market", exit_side, 10, None, {"clientOrderId": "sl", "stopLossPrice": sl})
+        ex.create_order(PERP, "market", exit_side, 10, None, {"clientOrderId": "tp", "takeProfitPrice": tp})
+    ex.create_order(PERP, "limit", side, 2, 100 * min(levels[2], 0.999) if side == "buy" else 100 * max(levels[2], 1.001), {"clientOrderId": "lim"})
+    ex.create_order(PERP, "market", side, 1, None, {"clientOrderId": "stop", "triggerPrice": 100 * max(levels[3], 1.001) if side == "buy" else 100 * min(levels[3], 0.999)})
+    return ex
+
+
+def _path(moves: list[tuple[float, float, float]]) -> list[tuple[int, float, float, float, float, float]]:
+    rows, price = [], 100.0
+    for i, (ret, up, down) in enumerate(moves, start=1):
+        o, c = price, price * (1 + ret)
+        rows.append((T0 + i * H, o, max(o, c) * (1 + up), min(o, c) * (1 - down), c, 1_000.0 + i))
+        price = c
+    return rows
+
+
+LEVEL_BOOKS = dict(
     leverage=st.sampled_from([1, 5, 20]),
     side=st.sampled_from(["buy", "sell"]),
     levels=st.lists(st.floats(0.85, 1.15), min_size=4, max_size=4),
     moves=st.lists(st.tuples(st.floats(-0.04, 0.04), st.floats(0, 0.03), st.floats(0, 0.03)), min_size=1, max_size=40),
 )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**LEVEL_BOOKS)
 def test_skipping_bars_that_reach_no_level_changes_nothing(leverage, side, levels, moves):
     """Bars that reach no order's level (nor the liquidation price) skip the book: same result as processing every bar."""
     def run(skip: bool) -> dict:
-        ex = make(balance={"USDT": 100_000})
-        if not skip:
-            ex._reach = lambda symbol: (float("inf"), -float("inf"))  # always process
-        flat(ex, PERP, 0, 100)
-        ex.set_leverage(leverage, PERP)
-        ex.create_order(PERP, "market", side, 10, None, {"clientOrderId": "entry"})
-        exit_side = "sell" if side == "buy" else "buy"
-        sl, tp = (100 * levels[0], 100 * levels[1]) if side == "buy" else (100 * levels[1], 100 * levels[0])
-        if (side == "buy" and sl < 100 < tp) or (side == "sell" and tp < 100 < sl):
-            ex.create_order(PERP, "market", exit_side, 10, None, {"clientOrderId": "sl", "stopLossPrice": sl})
-            ex.create_order(PERP, "market", exit_side, 10, None, {"clientOrderId": "tp", "takeProfitPrice": tp})
-        ex.create_order(PERP, "limit", side, 2, 100 * min(levels[2], 0.999) if side == "buy" else 100 * max(levels[2], 1.001), {"clientOrderId": "lim"})
-        ex.create_order(PERP, "market", side, 1, None, {"clientOrderId": "stop", "triggerPrice": 100 * max(levels[3], 1.001) if side == "buy" else 100 * min(levels[3], 0.999)})
-        price = 100.0
-        for i, (ret, up, down) in enumerate(moves, start=1):
-            o, c = price, price * (1 + ret)
-            bar(ex, PERP, i, o, max(o, c) * (1 + up), min(o, c) * (1 - down), c)
-            price = c
+        ex = _book_with_levels(leverage, side, levels, skip)
+        for row in _path(moves):
+            ex.feed_bar(PERP, *row)
         return ex.snapshot()
 
     assert run(skip=True) == run(skip=False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**LEVEL_BOOKS, bad=st.sampled_from([None, "nan", "stale"]))
+def test_quiet_bars_fed_as_arrays_equal_feeding_each_bar(leverage, side, levels, moves, bad):
+    """quiet_bars counts the leading bars feed_bar would only record; feed_quiet records them at once, the same way."""
+    rows = _path(moves)
+    if bad == "nan":
+        rows[len(rows) // 2] = (*rows[len(rows) // 2][:2], float("nan"), *rows[len(rows) // 2][3:])
+    elif bad == "stale":
+        rows[len(rows) // 2] = (T0, *rows[len(rows) // 2][1:])
+    each, arrays = _book_with_levels(leverage, side, levels), _book_with_levels(leverage, side, levels)
+    cols = [np.array(c) for c in zip(*rows, strict=True)]
+    i = 0
+    while i < len(rows):
+        n = arrays.quiet_bars(PERP, *(c[i:] for c in cols[:5]))
+        if n:
+            arrays.feed_quiet(PERP, *(c[i:i + n] for c in cols))
+            i += n
+            continue
+        try:
+            arrays.feed_bar(PERP, *rows[i])
+        except ccxt.BadRequest:
+            pass
+        i += 1
+    for row in rows:
+        try:
+            each.feed_bar(PERP, *row)
+        except ccxt.BadRequest:
+            pass
+    assert arrays.snapshot() == each.snapshot()
+    assert arrays.fetch_ohlcv(PERP, "1h") == each.fetch_ohlcv(PERP, "1h")
+    assert arrays.fetch_ticker(PERP) == each.fetch_ticker(PERP)

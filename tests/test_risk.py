@@ -492,3 +492,36 @@ def test_guard_equity_fast_path_equals_the_full_update(steps, daily, drawdown, r
         want = full.update(view(eq, day_start=full.day_start_equity or eq, peak=max(full.peak_equity or eq, eq)), t)
         assert [(e.kind, e.reason) for e in got] == [(e.kind, e.reason) for e in want]
         assert fast.state() == full.state()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    daily=st.sampled_from([None, 0.01, 0.03]),
+    drawdown=st.sampled_from([None, 0.02, 0.05]),
+    start=st.floats(-7_200, 7_200),
+    returns=st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=120),
+    bad=st.sampled_from([None, float("nan"), float("inf")]),
+)
+def test_quiet_prefix_equals_updating_bar_by_bar(daily, drawdown, start, returns, bad):
+    """quiet_prefix takes in exactly the leading updates _quiet would pass, leaving the guard as bar-by-bar updates do."""
+    import numpy as np
+
+    limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=0)
+    midnight = datetime(2024, 5, 7, tzinfo=UTC).timestamp()
+    times = np.array([midnight + start + 60.0 * (i + 1) for i in range(len(returns))])
+    equity = 10_000.0 * np.cumprod(1 + np.array(returns))
+    if bad is not None:
+        equity[len(equity) // 2] = bad
+    vectorized, stepped, reference = (RiskGuard(limits) for _ in range(3))
+    for g in (vectorized, stepped, reference):
+        g.update(10_000.0, float(midnight + start))
+    n = vectorized.quiet_prefix(equity, times)
+    expected = 0
+    while expected < len(equity) and reference._quiet(float(equity[expected]), float(times[expected])):
+        expected += 1
+    assert n == expected
+    events = [stepped.update(float(e), float(t)) for e, t in zip(equity, times, strict=True)]
+    assert all(ev == [] for ev in events[:n])
+    rest = [vectorized.update(float(e), float(t)) for e, t in zip(equity[n:], times[n:], strict=True)]
+    assert [[(e.kind, e.reason) for e in ev] for ev in rest] == [[(e.kind, e.reason) for e in ev] for ev in events[n:]]
+    assert vectorized.state() == stepped.state()

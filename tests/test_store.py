@@ -135,3 +135,58 @@ def test_json_columns_take_non_finite_numbers_and_keep_text_intact(store):
     params = store.frame("audit")["params"].tolist()
     assert params[0] == {"lo": None, "hi": None, "nan": None, "note": "NaN here"}
     assert params[1] == {"limit": None, "why": "Infinity and NaN in words"}
+
+
+def _order(cid: str, **kw) -> dict:
+    return {"deployment_id": "d1", "client_order_id": cid, "symbol": "BTC/USDT", "side": "buy", "type": "market",
+            "amount": 1.0, "purpose": "entry", "status": "pending", "reduce_only": False, "created_at": 5.0, **kw}
+
+
+def _fill(tid: str) -> dict:
+    return {"deployment_id": "d1", "venue": "paper", "venue_trade_id": tid, "symbol": "BTC/USDT", "side": "buy",
+            "amount": 1.0, "price": 100.0, "fee": 0.1, "fee_currency": "USDT", "at": 1.0}
+
+
+def test_deferred_rows_are_seen_by_reads_and_equal_immediate_writes(tmp_path, store):
+    """Rows written with defer=True inside a batch wait in memory, yet every read sees them, and they land as written."""
+    other = Store(tmp_path / "other.sqlite")
+    for s, defer in ((store, True), (other, False)):
+        with s.batch():
+            s.insert_order(_order("c1"), defer=defer)
+            s.update_order("c1", status="open", at=6.0, venue_order_id="v1")
+            s.insert_fill(_fill("t1"), defer=defer)
+            assert s.insert_fill(_fill("t1"), defer=defer) is False  # a known trade id is still ignored
+            s.update_order("c1", status="filled", at=7.0, filled=1.0, avg_price=100.0)
+            s.insert_order(_order("c2"), defer=defer)
+            if defer:
+                assert store._local.pending  # nothing written yet...
+            assert s.order("c1")["status"] == "filled"  # ...but a read sees it (and writes it first)
+            s.insert_order(_order("c3"), defer=defer)
+            s.update_order("c3", status="cancelled", at=8.0)
+    assert store.orders() == other.orders() and len(store.orders()) == 3
+    assert [h for _, h in store.order("c1")["status_history"]] == ["pending", "open", "filled"]
+    assert store.order("c3")["status_history"] == [[5.0, "pending"], [8.0, "cancelled"]]
+    assert [f["venue_trade_id"] for f in store.fills()] == ["t1"]
+
+
+def test_deferred_rows_commit_with_commit_now_and_vanish_with_a_failed_batch(tmp_path, store):
+    """commit_now makes deferred rows durable (the write-ahead of an order); a batch that fails writes none of its rows."""
+    reader = Store(tmp_path / "wb.sqlite")
+    with store.batch():
+        store.insert_order(_order("ahead"), defer=True)
+        store.commit_now()
+        assert reader.order("ahead") is not None  # another connection sees it before the batch ends
+        store.insert_order(_order("lost"), defer=True)
+        store.insert_fill(_fill("t9"), defer=True)
+    assert reader.order("lost") is not None
+    with pytest.raises(RuntimeError), store.batch():
+        store.insert_order(_order("never"), defer=True)
+        raise RuntimeError("crash")
+    assert store.order("never") is None and store._local.pending is None
+    with pytest.raises(StoreError, match="already recorded"), store.batch():
+        store.insert_order(_order("twice"), defer=True)
+        store.insert_order(_order("twice"), defer=True)
+    with pytest.raises(StoreError, match="already recorded"), store.batch():
+        store.insert_order(_order("ahead"), defer=True)  # stored earlier: refused when it goes in, nothing half-written
+        store.insert_fill(_fill("t10"), defer=True)
+    assert store.order("twice") is None and [f["venue_trade_id"] for f in store.fills()] == ["t9"]

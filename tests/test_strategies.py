@@ -100,6 +100,9 @@ def test_get_strategy_errors():
         get_strategy("sma_cros")
     with pytest.raises(ConfigError, match="Cannot load"):
         get_strategy("no_such_module_xyz:thing")
+    for bad in (":", "mod:", ":attr", ".relative:thing"):  # ':' once reached importlib as an empty module name
+        with pytest.raises(ConfigError, match="Cannot load"):
+            get_strategy(bad)
 
 
 def test_param_grid_and_coerce():

@@ -25,7 +25,7 @@ from ..store import Store
 from ..strategies import get_strategy
 from ..venues.base import Venue
 from .clock import Clock, SystemClock
-from .deployment import DeploymentRuntime
+from .deployment import DeploymentRuntime, _cid_bar_ms
 from .ledger import OpenPosition
 from .spec import DeploymentSpec
 
@@ -164,6 +164,7 @@ class Engine:
             if row.exit_reason in ("stop_loss", "take_profit"):
                 rt.stopped_at[row.symbol] = max(rt.stopped_at.get(row.symbol, -1), int(round(row.exit_at * 1000)))
         orders = {o["client_order_id"]: o for o in self.store.orders(rt.id)}
+        rt.orders_upto = max((_cid_bar_ms(cid) or 0 for cid in orders), default=-1)
         for row in self.store.positions(rt.id, status="open"):
             rule = rt.rules[row["symbol"]]
             pos = OpenPosition(row["id"], row["symbol"], row["side"], row["amount"], row["entry_price"], row["entry_at"],

@@ -11,7 +11,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from .ledger import Ledger, OpenPosition
 from .spec import DeploymentSpec
 
 Callback = Callable[[str, dict[str, Any]], None]
+Bars = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # ts ms, open, high, low, close, volume
 _ORDER_STATUS = {"open": "open", "closed": "filled", "canceled": "cancelled", "cancelled": "cancelled", "rejected": "rejected", "expired": "cancelled"}
 
 
@@ -70,6 +71,7 @@ class DeploymentRuntime:
         self.warmup = strategy.warmup(params)
         self.history: dict[str, deque] = {s: deque(maxlen=self.warmup) for s in spec.symbols}
         self.precomputed: dict[str, dict[int, tuple[bool, bool, bool, bool, float]]] = {}
+        self._signal_ts: dict[str, np.ndarray] = {}  # per symbol, the precomputed bars with a signal (sorted)
         self._equity_rows: list[tuple[float, float, float, float]] = []  # (at, equity, cash, unrealized)
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
@@ -83,6 +85,10 @@ class DeploymentRuntime:
         self.step_ms = timeframe_seconds(spec.timeframe) * 1000
         #: per symbol, the last bar on which a protective stop closed a position (that bar's signal is ignored)
         self.stopped_at: dict[str, int] = {}
+        #: no stored order of this deployment was decided on a later bar (ms): a later bar's client ids are new
+        self.orders_upto = -1
+        #: what we know of our working orders' state (client id -> store status), so a cancel needs no lookup
+        self._order_status: dict[str, str] = {}
 
     # -- helpers --------------------------------------------------------------
     def _now(self) -> float:
@@ -111,6 +117,7 @@ class DeploymentRuntime:
         e, x, se, sx, c = (np.asarray(a) for a in (sig.entries, sig.exits, sig.short_entries, sig.short_exits, sig.confidence))
         hot = np.flatnonzero(e | x | se | sx)
         self.precomputed[symbol] = {ts[i]: (bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]), float(c[i])) for i in hot}
+        self._signal_ts[symbol] = np.asarray(ts, dtype=np.int64)[hot]
 
     def decide(self, symbol: str, ts_ms: int) -> Decision:
         table = self.precomputed.get(symbol)
@@ -199,6 +206,68 @@ class DeploymentRuntime:
         if len(self._equity_rows) >= self._equity_batch:
             self.flush()
 
+    def skip_quiet(self, symbol: str, bars: Bars, start: int, stop: int, now: np.ndarray) -> int:
+        """Process the quiet bars from `start` (before `stop`) at once; return the index of the first one that is not.
+
+        `bars` are `symbol`'s (ts ms, open, high, low, close, volume) arrays, `now`
+        the clock at each bar's close. A bar is quiet when :meth:`step` would only
+        move the price on it: no signal, no level of a resting order or of the
+        position's stops reached, the risk guard quiet (:meth:`RiskGuard.quiet_prefix`).
+        Its effects (the venue's prices and history, marks, cursor, equity rows,
+        peaks) are then the same as stepping (tested). Only for a replay of a
+        one-symbol deployment on the paper venue with precomputed signals; the
+        first bar that is not quiet is left to :meth:`step`.
+        """
+        exchange = getattr(self.venue, "exchange", None)
+        if (not self.venue_in_store or self.status not in ("active", "paused") or len(self.spec.symbols) != 1
+                or symbol not in self._signal_ts or start >= stop or int(bars[0][start]) <= self.cursor.get(symbol, -1)):
+            return start
+        ts, o, h, lo, c, v = bars
+        hot = self._signal_ts[symbol]
+        k = int(hot.searchsorted(ts[start]))
+        if k < len(hot):
+            stop = min(stop, int(ts.searchsorted(hot[k])))
+        if stop <= start:
+            return start
+        span = slice(start, stop)
+        n = min(exchange.quiet_bars(symbol, ts[span], o[span], h[span], lo[span], c[span]), self._untouched(symbol, o[span], h[span], lo[span]))
+        if not n:
+            return start
+        marks = {symbol: c[start:start + n]}
+        eq = self.ledger.equity(marks) if self.ledger.positions else np.full(n, self.ledger.cash)
+        n = self.guard.quiet_prefix(eq, now[start:start + n])
+        if n:
+            self._advance(symbol, bars, start, start + n, eq[:n], exchange)
+        return start + n
+
+    def _untouched(self, symbol: str, o: np.ndarray, h: np.ndarray, lo: np.ndarray) -> int:
+        """How many leading bars reach none of the open position's stop levels (all of them when flat)."""
+        pos = self.ledger.positions.get(symbol)
+        if pos is None or (pos.sl_cid is None and pos.tp_cid is None):
+            return len(o)
+        below, above = (pos.sl_price, pos.tp_price) if pos.side == "long" else (pos.tp_price, pos.sl_price)
+        hit = np.zeros(len(o), dtype=bool)
+        if below == below:
+            hit |= np.minimum(o, lo) <= below
+        if above == above:
+            hit |= np.maximum(o, h) >= above
+        off = np.flatnonzero(hit)
+        return int(off[0]) if len(off) else len(o)
+
+    def _advance(self, symbol: str, bars: Bars, i: int, j: int, eq: np.ndarray, exchange: Any) -> None:
+        ts, o, h, lo, c, v = bars
+        exchange.feed_quiet(symbol, ts[i:j], o[i:j], h[i:j], lo[i:j], c[i:j], v[i:j])
+        ledger = self.ledger
+        unrealized = ledger.unrealized({symbol: c[i:j]}) if ledger.positions else np.zeros(j - i)
+        self.marks[symbol] = float(c[j - 1])
+        self.cursor[symbol] = int(ts[j - 1])
+        top = float(eq.max())
+        if top > self.peak_equity:
+            self.peak_equity = top
+        self._equity_rows.extend(zip((ts[i:j] / 1000.0).tolist(), eq.tolist(), [ledger.cash] * (j - i), unrealized.tolist(), strict=True))
+        if len(self._equity_rows) >= self._equity_batch:
+            self.flush()
+
     def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
         pos = self.ledger.positions.get(symbol)
         long_ok = self.spec.direction in ("long", "both")
@@ -230,7 +299,7 @@ class DeploymentRuntime:
             self._risk_event("denied", "; ".join(verdict.reasons), {"intent": intent.__dict__, "level": verdict.level}, symbol)
             return
         cid = client_order_id(self.id, symbol, ts_ms, "e")
-        row = self.store.order(cid)
+        row = self.store.order(cid) if ts_ms <= self.orders_upto else None
         if _taken(row):
             return  # this decision was already acted on (restart)
         order = self._send(OrderRequest(symbol, intent.side, "market", verdict.amount, cid, reference_price=price), "entry", known=row is not None)
@@ -250,7 +319,7 @@ class DeploymentRuntime:
         })
         pos = OpenPosition(pos_id, symbol, side, filled, avg, ts_ms / 1000.0, fee, margin, confidence, sl_price=sl, tp_price=tp)
         self.ledger.open(pos)
-        self.store.update_order(cid, position_id=pos_id)
+        self.store.update_order(cid, at=self._now(), position_id=pos_id)
         self._protect(pos, ts_ms, fresh=fresh)
         self.emit("fill", {"deployment_id": self.id, "symbol": symbol, "side": "buy" if side == "long" else "sell", "amount": filled, "price": avg, "fee": fee})
 
@@ -269,7 +338,7 @@ class DeploymentRuntime:
             order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
             if order is None:
                 if row["status"] == "pending":
-                    self.store.update_order(cid, status="rejected", error=f"{_NEVER_SENT} (found on recovery)")
+                    self.store.update_order(cid, status="rejected", at=self._now(), error=f"{_NEVER_SENT} (found on recovery)")
                     counts["never_sent"] += 1
                     pos = self.ledger.positions.get(symbol)
                     if pos is not None and cid in (pos.sl_cid, pos.tp_cid):  # a stop never placed: placed again below
@@ -403,7 +472,7 @@ class DeploymentRuntime:
         self._cancel_protection(pos)
         purpose = {"signal": "x", "stop": "xs", "emergency_stop": "xe", "manual": "xm", "risk": "xr"}.get(reason, "x")
         cid = client_order_id(self.id, symbol, ts_ms, purpose)
-        row = self.store.order(cid)
+        row = self.store.order(cid) if ts_ms <= self.orders_upto or purpose != "x" else None
         known: bool | None = row is not None
         if _taken(row):
             # this bar's exit id is taken (resent only if recovery proved the venue never saw it)
@@ -420,14 +489,16 @@ class DeploymentRuntime:
         for cid, oid in ((pos.sl_cid, pos.sl_order_id), (pos.tp_cid, pos.tp_order_id)):
             if cid is None or cid == keep:
                 continue
-            row = self.store.order(cid)
-            if row is None or row["status"] in ("filled", "cancelled", "rejected"):
+            status = self._order_status.pop(cid, None)
+            if status is None or not oid:
+                row = self.store.order(cid)
+                status, oid = (None, oid) if row is None else (row["status"], oid or row["venue_order_id"])
+            if status is None or status in ("filled", "cancelled", "rejected"):
                 continue
-            oid = oid or row["venue_order_id"]
             try:
                 if oid:
                     self.venue.cancel_order(oid, pos.symbol)
-                self.store.update_order(cid, status="cancelled")
+                self.store.update_order(cid, status="cancelled", at=self._now())
             except VenueError:
                 # Reduce-only orders die with the position at the venue; record what the venue says.
                 order = self.venue.fetch_order(pos.symbol, order_id=oid, client_order_id=cid)
@@ -444,7 +515,7 @@ class DeploymentRuntime:
             "exit_at": ts_ms / 1000.0, "fees": pos.entry_fee + exit_fee, "pnl": pnl,
             "pnl_pct": pnl / (pos.entry_price * pos.amount), "exit_reason": reason,
         }
-        self.store.close_position(pos.id, trade)
+        self.store.close_position(pos.id, trade, defer=True)
         self.emit("trade", trade)
 
     # -- venue calls ----------------------------------------------------------
@@ -455,32 +526,46 @@ class DeploymentRuntime:
         """
         if known is None:
             known = self.store.order(req.client_order_id) is not None
+        draft = None
         if known:  # resending an order the venue never saw
-            self.store.update_order(req.client_order_id, status="pending", error=None, amount=req.amount)
+            self.store.update_order(req.client_order_id, status="pending", at=self._now(), error=None, amount=req.amount)
+        elif self.venue_in_store:
+            # the venue's state commits in our transaction: the row is written once, with the venue's answer
+            draft = _Draft(req, purpose, position_id, self._now())
         else:
-            self._insert_order(req, purpose, position_id)
-        if not self.venue_in_store:
+            self._insert_order(_Draft(req, purpose, position_id, self._now()))
             self.store.commit_now()  # the write-ahead is durable before the venue sees the order
-        return self._submit(req)
+        return self._submit(req, draft)
 
-    def _insert_order(self, req: OrderRequest, purpose: str, position_id: int | None) -> None:
+    def _insert_order(self, draft: _Draft, **state: Any) -> None:
+        """Write a new order row: pending (the write-ahead), or with the venue's answer in `state`."""
+        req = draft.request
+        status = state.pop("status", "pending")
+        history = [[draft.at, "pending"]] + ([[self._now(), status]] if status != "pending" else [])
         self.store.insert_order({
             "deployment_id": self.id, "client_order_id": req.client_order_id, "symbol": req.symbol, "side": req.side,
             "type": req.type, "amount": req.amount, "price": req.price,
             "trigger_price": req.trigger_price or req.stop_loss_price or req.take_profit_price,
-            "reduce_only": req.reduce_only, "purpose": purpose, "position_id": position_id,
-            "status": "pending", "created_at": self._now(),
-        })
+            "reduce_only": req.reduce_only, "purpose": draft.purpose, "position_id": draft.position_id,
+            "status": status, "status_history": history, "created_at": draft.at, "updated_at": history[-1][0], **state,
+        }, defer=True)
 
-    def _submit(self, req: OrderRequest) -> dict[str, Any] | None:
+    def _write_order(self, cid: str, draft: _Draft | None, **state: Any) -> None:
+        """Record an order's new state: an update of its row, or its first write when it was a draft."""
+        if draft is None:
+            self.store.update_order(cid, at=self._now(), **state)
+        else:
+            self._insert_order(draft, **state)
+
+    def _submit(self, req: OrderRequest, draft: _Draft | None = None) -> dict[str, Any] | None:
         try:
             order = self.venue.create_order(req)
         except LiveTradingRefused as exc:
-            self.store.update_order(req.client_order_id, status="rejected", error=str(exc))
+            self._write_order(req.client_order_id, draft, status="rejected", error=str(exc))
             self._risk_event("denied", str(exc), {"order": req.client_order_id}, req.symbol)
             return None
         except (VenueError, ConfigError) as exc:
-            self.store.update_order(req.client_order_id, status="rejected", error=str(exc))
+            self._write_order(req.client_order_id, draft, status="rejected", error=str(exc))
             self.store.audit("engine", "order_failed", self.id, {"order": req.client_order_id, "error": str(exc)})
             kind = getattr(exc, "kind", "")
             if kind in ("AuthenticationError", "PermissionDenied"):
@@ -489,7 +574,7 @@ class DeploymentRuntime:
             return None
         if req.type == "market" and order.get("status") != "closed":
             order = self._await_fill(req, order)
-        self._record_order_state(req.client_order_id, order)
+        self._record_order_state(req.client_order_id, order, draft)
         if order.get("filled"):
             self._record_fill(req, order)
         self.emit("order", {"deployment_id": self.id, "client_order_id": req.client_order_id, "status": order.get("status"), "order": order})
@@ -510,12 +595,16 @@ class DeploymentRuntime:
             sleep(wait)
         return order
 
-    def _record_order_state(self, cid: str, order: dict[str, Any]) -> None:
+    def _record_order_state(self, cid: str, order: dict[str, Any], draft: _Draft | None = None) -> None:
         status = _ORDER_STATUS.get(str(order.get("status")), "open")
         filled = float(order.get("filled") or 0.0)
         if status == "open" and filled > 0:
             status = "partially_filled"
-        self.store.update_order(cid, status=status, venue_order_id=str(order.get("id")), filled=filled, avg_price=order.get("average"))
+        if status in ("open", "partially_filled"):
+            self._order_status[cid] = status
+        else:
+            self._order_status.pop(cid, None)
+        self._write_order(cid, draft, status=status, venue_order_id=str(order.get("id")), filled=filled, avg_price=order.get("average"))
 
     def _record_fill(self, req: OrderRequest, order: dict[str, Any]) -> None:
         filled, avg, fee = _fill_of(order)
@@ -530,7 +619,7 @@ class DeploymentRuntime:
                 "deployment_id": self.id, "venue": self.venue.id, "venue_trade_id": tid, "venue_order_id": str(order.get("id")),
                 "client_order_id": req.client_order_id, "symbol": req.symbol, "side": req.side, "amount": amt, "price": px,
                 "fee": f, "fee_currency": cur, "at": (ts / 1000.0) if ts else self._now(),
-            })
+            }, defer=True)
 
     # -- status -------------------------------------------------------------
     def set_status(self, status: str, reason: str | None, by: str = "user") -> None:
@@ -551,7 +640,7 @@ class DeploymentRuntime:
         """Write batched equity rows, the bar cursor and the risk guard state."""
         rows, self._equity_rows = self._equity_rows, []
         with self.store.tx():
-            self.store.add_equity([{"deployment_id": self.id, "at": at, "equity": eq, "cash": cash, "unrealized": u} for at, eq, cash, u in rows])
+            self.store.add_equity_rows(self.id, rows)
             self.store.update_deployment(self.id, cursor={k: int(v) for k, v in self.cursor.items()}, risk_state=self.guard.state())
 
     def stop(self, reason: str = "stop", exit_reason: str = "stop") -> None:
@@ -569,9 +658,19 @@ class DeploymentRuntime:
             try:
                 if row["venue_order_id"]:
                     self.venue.cancel_order(row["venue_order_id"], row["symbol"])
-                self.store.update_order(row["client_order_id"], status="cancelled")
+                self.store.update_order(row["client_order_id"], status="cancelled", at=self._now())
+                self._order_status.pop(row["client_order_id"], None)
             except VenueError as exc:
                 self._error(f"cancel {row['client_order_id']} failed: {exc}")
+
+
+class _Draft(NamedTuple):
+    """An order not written yet: its row goes in with the venue's answer (the venue's state is in our store)."""
+
+    request: OrderRequest
+    purpose: str
+    position_id: int | None
+    at: float
 
 
 _HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data import load_ohlcv
@@ -25,6 +26,8 @@ from .spec import DeploymentSpec
 
 #: bars per transaction in a replay: a crash loses at most these (the restart replays them identically)
 COMMIT_EVERY = 1000
+#: step quiet stretches of a one-symbol replay at once (False: every bar through the per-bar path, for comparison)
+SKIP_QUIET = True
 
 
 @dataclass
@@ -103,23 +106,63 @@ def replay(
 
 
 def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: ManualClock, step_ms: int, stop_after: int | None, progress: bool) -> bool:
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(df) for df in frames.values()), desc=f"replay {rt.id}", unit="bar", mininterval=0.5)
+    try:
+        if len(frames) == 1 and SKIP_QUIET:
+            ((sym, df),) = frames.items()
+            return _run_spans(rt, sym, df, clock, step_ms, stop_after, bar)
+        return _run_groups(rt, _merged_rows(frames), clock, step_ms, stop_after, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _merged_rows(frames: Mapping[str, pd.DataFrame]) -> Any:
+    """Every symbol's bars as (ts, symbol, o, h, l, c, v) rows in time order."""
     merged = []
     for sym, df in frames.items():
         ts = df.index.as_unit("ms").asi8
         merged.append(pd.DataFrame({"ts": ts, "sym": sym, "o": df["open"].to_numpy(), "h": df["high"].to_numpy(),
                                     "l": df["low"].to_numpy(), "c": df["close"].to_numpy(), "v": df["volume"].to_numpy()}))
     allbars = pd.concat(merged, ignore_index=True).sort_values(["ts", "sym"], kind="stable")
-    rows = zip(*(allbars[k].tolist() for k in ("ts", "sym", "o", "h", "l", "c", "v")), strict=True)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    return zip(*(allbars[k].tolist() for k in ("ts", "sym", "o", "h", "l", "c", "v")), strict=True)
 
-        bar = tqdm(total=len(allbars), desc=f"replay {rt.id}", unit="bar", mininterval=0.5)
-    try:
-        return _run_groups(rt, rows, clock, step_ms, stop_after, bar)
-    finally:
-        if bar is not None:
-            bar.close()
+
+def _run_spans(rt: DeploymentRuntime, sym: str, df: pd.DataFrame, clock: ManualClock, step_ms: int, stop_after: int | None, progress: Any) -> bool:
+    """One symbol's bars, quiet stretches at once (:meth:`DeploymentRuntime.skip_quiet`), the rest bar by bar.
+
+    The same transactions as :func:`_run_groups`: each COMMIT_EVERY bars commit together.
+    """
+    ts = df.index.as_unit("ms").asi8.astype(np.int64)
+    cols = tuple(df[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
+    bars = (ts, *cols)
+    o, h, lo, c, v = (a.tolist() for a in cols)
+    now = (ts + step_ms) / 1000.0
+    n, done = len(ts), 0
+    for group in range(0, n, COMMIT_EVERY):
+        end = min(n, group + COMMIT_EVERY)
+        i = max(group, int(np.searchsorted(ts, rt.cursor.get(sym, -1), side="right")))
+        with rt.store.batch():
+            while i < end:
+                if stop_after is not None and done >= stop_after:
+                    return False
+                limit = end if stop_after is None else min(end, i + stop_after - done)
+                j = rt.skip_quiet(sym, bars, i, limit, now)
+                if j == i:
+                    clock.set(float(now[i]))
+                    rt.step(sym, int(ts[i]), o[i], h[i], lo[i], c[i], v[i])
+                    j = i + 1
+                else:
+                    clock.set(float(now[j - 1]))
+                done += j - i
+                i = j
+        if progress is not None:
+            progress.update(end - group)
+    return True
 
 
 def _run_groups(rt: DeploymentRuntime, bars: Any, clock: ManualClock, step_ms: int, stop_after: int | None, progress: Any) -> bool:
@@ -158,7 +201,7 @@ def result_of(dep_id: str, store: Store, completed: bool = True) -> ReplayResult
     """Summarize a deployment from the store."""
     row = store.deployment(dep_id) or {}
     trades = store.trades(dep_id)
-    eq = store.equity(dep_id)
+    eq = store.equity(dep_id, columns=("at", "equity"))
     curve = pd.Series(eq["equity"].to_numpy(), index=pd.to_datetime(eq["at"], unit="s", utc=True), name="equity") if len(eq) else pd.Series(dtype=float, name="equity")
     curve = curve[~curve.index.duplicated(keep="last")]  # one row per symbol per bar: keep the bar's last
     initial = float((row.get("config") or {}).get("initial_cash", 10_000.0))

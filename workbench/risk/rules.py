@@ -210,13 +210,15 @@ def _measure(
     lev_use = m["leverage_use"] if m["leverage_use"] is not None else lev / LEVERAGE_REFERENCE
     cap = f"max_leverage {limits.max_leverage:g}x" if limits.max_leverage else f"the {LEVERAGE_REFERENCE:g}x reference"
     sym = f"{intent.symbol} notional {sym_after:,.2f}"
-    uses = [
-        (lev_use, f"total leverage {lev:.2f}x", cap),
-        (m["position_use"], sym, f"max_position_quote {limits.max_position_quote or 0:,.2f}"),
-        (m["concentration"], sym, f"equity {equity:,.2f}"),
-        (m["daily_loss_use"], f"today's loss {day_loss:.2%}", f"daily_loss_limit {limits.daily_loss_limit or 0:.2%}"),
-        (m["drawdown_use"], f"drawdown {drawdown:.2%}", f"drawdown_limit {limits.drawdown_limit or 0:.2%}"),
+    uses = [  # (use, what, limit); the words are only formatted for a note
+        (lev_use, "total leverage {lev:.2f}x", cap),
+        (m["position_use"], sym, "max_position_quote {mpq:,.2f}"),
+        (m["concentration"], sym, "equity {equity:,.2f}"),
+        (m["daily_loss_use"], "today's loss {day_loss:.2%}", "daily_loss_limit {dll:.2%}"),
+        (m["drawdown_use"], "drawdown {drawdown:.2%}", "drawdown_limit {ddl:.2%}"),
     ]
+    words = {"lev": lev, "mpq": limits.max_position_quote or 0, "equity": equity, "day_loss": day_loss,
+             "dll": limits.daily_loss_limit or 0, "drawdown": drawdown, "ddl": limits.drawdown_limit or 0}
     top = 0.0
     notes = []
     for use, what, limit in uses:
@@ -224,7 +226,7 @@ def _measure(
             continue
         top = max(top, use) if finite_number(use) else math.inf
         if finite_number(use) and use >= MEDIUM_USE:
-            notes.append(f"Risk: {what} uses {use:.0%} of {limit}.")
+            notes.append(f"Risk: {what.format(**words)} uses {use:.0%} of {limit.format(**words)}.")
     if not finite_number(equity) or equity <= 0:
         top, notes = math.inf, [*notes, f"Risk: equity is {view.equity!r}."]
     level: Level = "HIGH" if top >= HIGH_USE else "MEDIUM" if top >= MEDIUM_USE else "LOW"

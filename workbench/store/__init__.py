@@ -78,6 +78,12 @@ class Store:
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         """Group several writes into one atomic transaction (nested calls and :meth:`batch` join it)."""
+        self._drain()  # a statement sees every row written before it, deferred ones included
+        with self._tx() as conn:
+            yield conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
         loc = self._local
         conn = loc.conn
         if conn is not None:
@@ -106,13 +112,20 @@ class Store:
         the bar (the paper venue's state lives in the same transaction).
         :meth:`commit_now` makes the writes so far durable (the write-ahead of an
         order bound for a real venue). Nested batches and transactions join.
+
+        Rows written with ``defer=True`` inside a batch (the engine's orders,
+        fills and trades) wait in memory and go in with one statement per
+        table: when the batch commits, and before any statement that could see
+        them (any read, any other write to their table). So they are never
+        missing from a read, and a crash loses them only with the rest of the
+        batch.
         """
         return _Batch(self)
 
     def commit_now(self) -> None:
         """Inside :meth:`batch`: commit what was written so far (the batch goes on). Elsewhere: nothing to do."""
         loc = self._local
-        if loc.batch and loc.conn is not None:
+        if loc.batch and (loc.conn is not None or loc.pending):
             self._end_batch(commit=True)
 
     def before_commit(self, key: str, fn: Callable[[], None]) -> None:
@@ -155,6 +168,14 @@ class Store:
                 raise
         else:
             loc.hooks = None
+        if commit:
+            try:
+                self._drain()
+            except BaseException:
+                self._end_batch(commit=False)
+                raise
+        else:
+            loc.pending = None
         conn, trans = loc.conn, loc.trans
         loc.conn = loc.trans = None
         if conn is None:
@@ -169,14 +190,17 @@ class Store:
         finally:
             conn.close()
 
-    def _raw(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], many: bool = False,
-             fetch: bool = False) -> _Outcome:
+    def _raw(self, sql: str, params: Any, many: bool = False,
+             fetch: bool = False, table: str | None = None) -> _Outcome:
         """Run one statement on the DBAPI cursor of the current transaction (see :mod:`.raw`).
+
+        `table`: the statement writes only that table, so only its deferred rows go in first (else all do).
 
         Rows (with `fetch`), the row count and the last row id are read before the
         transaction ends, so the connection is never used after it went back to the pool.
         """
-        with self.tx() as conn:
+        self._drain(table)
+        with self._tx() as conn:
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 if many:
@@ -192,7 +216,7 @@ class Store:
         """Insert one row; its id (None when `conflict` columns matched an existing row)."""
         sql = self._sql[table]
         params = sql.params(row)
-        out = self._raw(sql.insert(tuple(params), conflict), params, fetch=sql.returning)
+        out = self._raw(sql.insert(tuple(params), conflict), params, fetch=sql.returning, table=table)
         if out.rowcount == 0:
             return None
         if sql.returning:
@@ -204,7 +228,39 @@ class Store:
         params = sql.params(fields, with_defaults=False)
         stmt = sql.update(tuple(params), where)
         params["_where"] = key
-        return int(self._raw(stmt, params).rowcount)
+        return int(self._raw(stmt, params, table=table).rowcount)
+
+    # -- deferred rows ------------------------------------------------------------
+    def _defer(self, table: str, key: Any, row: dict[str, Any]) -> bool:
+        """Inside a batch, keep `row` to be inserted later (see :meth:`batch`); False outside one (insert it now)."""
+        loc = self._local
+        if not loc.batch:
+            return False
+        if loc.pending is None:
+            loc.pending = {}
+        rows = loc.pending.setdefault(table, {})
+        if key in rows:
+            raise StoreError(f"A {table} row {key!r} is already recorded in this transaction; nothing was changed.")
+        rows[key] = row
+        return True
+
+    def _pending(self, table: str, key: Any) -> dict[str, Any] | None:
+        pending = self._local.pending
+        return pending.get(table, {}).get(key) if pending else None
+
+    def _drain(self, table: str | None = None) -> None:
+        """Insert the deferred rows (of `table`, or all): one statement per table, in the order they were written."""
+        loc = self._local
+        if not loc.pending or (table is not None and table not in loc.pending):
+            return
+        for name in [table] if table is not None else list(loc.pending):
+            rows = loc.pending.pop(name)
+            sql = self._sql[name]
+            keys = tuple(c for c in sql.columns if c != "id")
+            values = [tuple(map(p.get, keys)) for p in map(sql.params, rows.values())]  # defaults filled in as one by one
+            self._raw(sql.insert_rows(keys, _DEFER_CONFLICT.get(name)), values, many=True, table=name)
+        if not loc.pending:
+            loc.pending = None
 
     def _select(self, table: str, where: str, key: Any) -> list[dict[str, Any]]:
         sql = self._sql[table]
@@ -219,21 +275,22 @@ class Store:
         with self.tx() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
-    def frame(self, table: str, **where: Any) -> pd.DataFrame:
-        """A table (optionally filtered by equality) as a DataFrame."""
+    def frame(self, table: str, columns: Sequence[str] | None = None, **where: Any) -> pd.DataFrame:
+        """A table (optionally only some `columns`, filtered by equality) as a DataFrame."""
         tbl = t.metadata.tables[table]
         sql = self._sql[table]
-        for key in where:
+        columns = list(columns) if columns is not None else sql.columns
+        for key in [*where, *columns]:
             if key not in tbl.c:
                 raise StoreError(f"Table {table} has no column {key!r}; columns: {', '.join(sql.columns)}.")
         cond = " AND ".join(f"{k} = {sql.ph('w_' + k)}" for k in where)
         order = ", ".join(c.name for c in tbl.primary_key.columns)
-        stmt = sql.select_all + (f" WHERE {cond}" if cond else "") + f" ORDER BY {order}"
+        stmt = f"SELECT {', '.join(columns)} FROM {table}" + (f" WHERE {cond}" if cond else "") + f" ORDER BY {order}"
         rows = self._raw(stmt, {f"w_{k}": v for k, v in where.items()}, fetch=True).rows
-        df = pd.DataFrame.from_records(rows, columns=sql.columns)
-        for name in sql.json:
+        df = pd.DataFrame.from_records(rows, columns=columns)
+        for name in sql.json.intersection(columns):
             df[name] = [json.loads(v) if isinstance(v, str) else v for v in df[name]]
-        for name in sql.bools:
+        for name in sql.bools.intersection(columns):
             df[name] = [None if v is None else bool(v) for v in df[name]]
         return df
 
@@ -276,9 +333,12 @@ class Store:
         return self._rows(stmt)
 
     # -- orders and fills -----------------------------------------------------
-    def insert_order(self, row: Mapping[str, Any]) -> int:
+    def insert_order(self, row: Mapping[str, Any], defer: bool = False) -> int | None:
+        """Record a new order; its id (None when `defer` kept it for later inside a batch, see :meth:`batch`)."""
         now = row.get("created_at") or time.time()
         values = {"status_history": [[now, row.get("status", "pending")]], "filled": 0.0, "created_at": now, "updated_at": now, **row}
+        if defer and self._defer("orders", values["client_order_id"], values):
+            return None
         new_id = self._insert("orders", values, conflict=("client_order_id",))
         if new_id is None:
             raise StoreError(f"An order with client id {row.get('client_order_id')!r} is already recorded.")
@@ -287,6 +347,15 @@ class Store:
     def update_order(self, client_order_id: str, status: str | None = None, at: float | None = None, **fields: Any) -> None:
         """Update an order; a new status is appended to its status history."""
         now = at or time.time()
+        row = self._pending("orders", client_order_id)
+        if row is not None:  # not written yet: the update joins the row
+            if status is not None:
+                history = row["status_history"]
+                if not history or history[-1][1] != status:
+                    history.append([now, status])
+                fields["status"] = status
+            row.update(fields, updated_at=now)
+            return
         if status is not None and self._sqlite:  # one statement: SQLite appends to the JSON history itself
             sql = self._sql["orders"]
             params = sql.params({**fields, "status": status, "updated_at": now}, with_defaults=False)
@@ -320,8 +389,16 @@ class Store:
             stmt = stmt.where(t.orders.c.status.in_(list(statuses)))
         return self._rows(stmt)
 
-    def insert_fill(self, row: Mapping[str, Any]) -> bool:
-        """Record a fill; False (and nothing written) if the venue trade id is already known."""
+    def insert_fill(self, row: Mapping[str, Any], defer: bool = False) -> bool | None:
+        """Record a fill; False (and nothing written) if the venue trade id is already known.
+
+        `defer`: inside a batch the row goes in later (see :meth:`batch`; a known trade id is still ignored): None.
+        """
+        key = (row.get("venue"), row.get("venue_trade_id"))
+        if defer and self._pending("fills", key) is not None:
+            return False
+        if defer and self._defer("fills", key, dict(row)):
+            return None
         return self._insert("fills", row, conflict=("venue", "venue_trade_id")) is not None
 
     def fills(self, deployment_id: str | None = None) -> list[dict[str, Any]]:
@@ -345,13 +422,15 @@ class Store:
             stmt = stmt.where(t.positions.c.status == status)
         return self._rows(stmt)
 
-    def close_position(self, position_id: int, trade: Mapping[str, Any]) -> None:
-        """Mark a position closed and record its trade, atomically."""
+    def close_position(self, position_id: int, trade: Mapping[str, Any], defer: bool = False) -> None:
+        """Mark a position closed and record its trade, atomically (`defer`: the trade row as in :meth:`batch`)."""
         if trade["exit_reason"] not in EXIT_REASONS:
             raise StoreError(f"Unknown exit reason {trade['exit_reason']!r}.")
-        with self.tx():
+        with self._tx():
             self._update("positions", "id", position_id, {"status": "closed", "closed_at": trade["exit_at"], "amount": trade["amount"]})
-            self._insert("trades", {"position_id": position_id, **trade})
+            row = {"position_id": position_id, **trade}
+            if not (defer and self._defer("trades", position_id, row)):
+                self._insert("trades", row)
 
     def trades(self, deployment_id: str | None = None) -> pd.DataFrame:
         return self.frame("trades", **({"deployment_id": deployment_id} if deployment_id else {}))
@@ -363,8 +442,14 @@ class Store:
             keys = tuple(rows[0])
             self._raw(sql.insert(keys).replace(" RETURNING id", ""), rows, many=True)
 
-    def equity(self, deployment_id: str) -> pd.DataFrame:
-        return self.frame("equity", deployment_id=deployment_id)
+    def add_equity_rows(self, deployment_id: str, rows: Sequence[tuple[float, float, float, float]]) -> None:
+        """Equity rows of one deployment as (at, equity, cash, unrealized) tuples: the engine's bulk form."""
+        if rows:
+            sql = self._sql["equity"].insert_rows(("deployment_id", "at", "equity", "cash", "unrealized"))
+            self._raw(sql, [(deployment_id, *r) for r in rows], many=True, table="equity")
+
+    def equity(self, deployment_id: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.frame("equity", columns, deployment_id=deployment_id)
 
     def add_risk_event(self, deployment_id: str | None, kind: str, reason: str, details: Mapping[str, Any] | None = None, symbol: str | None = None, at: float | None = None) -> None:
         self._insert("risk_events", {"deployment_id": deployment_id, "at": at or time.time(), "kind": kind, "symbol": symbol, "reason": reason, "details": details or {}})
@@ -456,6 +541,7 @@ class _TxState(threading.local):
     trans: Any = None
     batch: bool = False
     hooks: dict[str, Callable[[], None]] | None = None
+    pending: dict[str, dict[Any, dict[str, Any]]] | None = None  # deferred rows: table -> key -> row
 
 
 class _Batch:
@@ -476,7 +562,7 @@ class _Batch:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if self.owner:
             loc = self.store._local
-            if loc.conn is None and not loc.hooks:  # nothing was written
+            if loc.conn is None and not loc.hooks and not loc.pending:  # nothing was written
                 loc.batch = False
                 return False
             try:
@@ -484,6 +570,10 @@ class _Batch:
             finally:
                 self.store._local.batch = False
         return False
+
+
+#: deferred rows that may already be stored go in with ON CONFLICT DO NOTHING (as their immediate insert does)
+_DEFER_CONFLICT = {"fills": ("venue", "venue_trade_id")}
 
 
 def _id_key(key: str) -> tuple[int, int | str]:

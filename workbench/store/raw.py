@@ -54,6 +54,12 @@ class TableSql:
             self._inserts[cache_key] = sql
         return sql
 
+    def insert_rows(self, keys: Sequence[str], conflict: Sequence[str] | None = None) -> str:
+        """INSERT of `keys` bound by position (rows as tuples: the cheapest bulk form; no RETURNING)."""
+        mark = "%s" if self.pyformat else "?"
+        sql = f"INSERT INTO {self.name} ({', '.join(keys)}) VALUES ({', '.join(mark for _ in keys)})"
+        return sql + (f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else "")
+
     def update(self, keys: Sequence[str], where: str) -> str:
         sets = ", ".join(f"{k} = {self.ph(k)}" for k in keys)
         return f"UPDATE {self.name} SET {sets} WHERE {where} = {self.ph('_where')}"
@@ -88,9 +94,9 @@ class TableSql:
 def json_text(value: Any) -> str:
     """JSON text of `value` with NaN and infinities as null, numpy scalars and timestamps as plain values."""
     try:
-        return json.dumps(value, default=_default, allow_nan=False)
+        return _ENCODER.encode(value)
     except ValueError:
-        return json.dumps(_finite(value), default=_default, allow_nan=False)
+        return _ENCODER.encode(_finite(value))
 
 
 def _finite(value: Any) -> Any:
@@ -112,3 +118,6 @@ def _default(obj: Any) -> Any:
     if hasattr(obj, "isoformat"):
         return obj.isoformat()
     return str(obj)
+
+
+_ENCODER = json.JSONEncoder(default=_default, allow_nan=False)  # one instance: json.dumps(default=...) builds one per call

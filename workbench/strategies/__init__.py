@@ -18,9 +18,11 @@ def get_strategy(name: str | Strategy) -> Strategy:
         return BUILTINS[name]
     if isinstance(name, str) and ":" in name:
         module, _, attr = name.partition(":")
+        if not module or not attr:
+            raise ConfigError(f"Cannot load strategy {name!r}: write it as 'package.module:attribute', e.g. 'my_strats:breakout'.")
         try:
             obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
             raise ConfigError(f"Cannot load strategy {name!r}: {exc}") from None
         if not isinstance(obj, Strategy):
             raise ConfigError(f"{name!r} is a {type(obj).__name__}, not a Strategy (use the @strategy decorator).")

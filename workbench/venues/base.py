@@ -10,6 +10,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from ..errors import ConfigError
@@ -89,8 +90,12 @@ def client_order_id(deployment_id: str, symbol: str, bar_ms: int, purpose: str) 
     The same deployment, symbol, bar and purpose always give the same id, so a
     retry after a timeout can find the order instead of placing a second one.
     """
-    sym = hashlib.sha1(symbol.encode()).hexdigest()[:4]
-    return f"wb{deployment_id[:8]}-{sym}-{_b36(bar_ms // 1000)}-{purpose}"[:36]
+    return f"wb{deployment_id[:8]}-{_symbol_tag(symbol)}-{_b36(bar_ms // 1000)}-{purpose}"[:36]
+
+
+@lru_cache(maxsize=4096)
+def _symbol_tag(symbol: str) -> str:
+    return hashlib.sha1(symbol.encode()).hexdigest()[:4]
 
 
 def _b36(n: int) -> str:

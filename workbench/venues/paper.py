@@ -73,6 +73,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ccxt
+import numpy as np
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from ..errors import ConfigError, did_you_mean
@@ -85,6 +86,7 @@ from .paper_views import PaperViews
 _OWN_KEYS = ("balance", "costs", "markets", "partial_fill_volume_fraction", "state", "on_change", "on_delta", "defer", "clock",
              "liquidation", "maintenance_margin_rate", "history_limit", "auto_markets")
 _NAN = float("nan")
+_MAX_CHUNKS = 10_000  # unconverted history chunks kept per symbol before they are written in (see _history)
 _INF = float("inf")
 SNAPSHOT_VERSION = 1
 
@@ -155,6 +157,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         self._defer: Callable[[Callable[[], None]], None] | None = defer
         self._specs: list[Any] = list(own.get("markets") or default_markets())
         self._bars: dict[str, list[list[float]]] = {}
+        self._unrecorded: dict[str, list[tuple[Any, ...]]] = {}  # bars fed as arrays, not yet rows (see _history)
         self._reset()
         state = own.get("state")
         if state is not None:
@@ -324,7 +327,11 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         return True
 
     def _record_bar(self, symbol: str, ts: int, o: float, h: float, lo: float, c: float, v: float, tick: bool) -> None:
-        bars = self._bars.setdefault(symbol, [])
+        chunks = self._unrecorded.get(symbol)
+        if chunks and not tick and len(chunks) < _MAX_CHUNKS:  # bars fed as arrays wait unconverted: this one joins them
+            chunks.append(((ts,), (o,), (h,), (lo,), (c,), (v,)))
+            return
+        bars = self._history(symbol)
         if tick:
             minute = ts - ts % 60_000
             if bars and bars[-1][0] == minute:
@@ -335,6 +342,62 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         bars.append([ts, o, h, lo, c, v])
         if len(bars) > self.history_limit * 1.5:
             del bars[: len(bars) - self.history_limit]
+
+    def quiet_bars(self, symbol: str, ts: Any, open: Any, high: Any, low: Any, close: Any) -> int:
+        """How many leading bars of these arrays :meth:`feed_bar` would only record (see :meth:`feed_quiet`).
+
+        Such a bar is newer than the last one fed, has valid prices and reaches
+        no level of `symbol`'s resting orders or liquidation (:meth:`_reach`).
+        """
+        if symbol not in self.markets or not len(ts):
+            return 0
+        last = self._last.get(symbol)
+        least = np.minimum(np.minimum(open, high), np.minimum(low, close))  # NaN stays NaN: not a valid price
+        most = np.maximum(np.maximum(open, high), np.maximum(low, close))
+        ok = (least > 0) & (most < _INF)
+        if last is not None:
+            ok &= ts > last[0]
+        if self._open.get(symbol) or symbol in self._positions:
+            low_reach, high_reach = self._reach(symbol)
+            ok &= (low > low_reach) & (high < high_reach)
+        off = np.flatnonzero(~ok)
+        return int(off[0]) if len(off) else len(ts)
+
+    def feed_quiet(self, symbol: str, ts: Any, open: Any, high: Any, low: Any, close: Any, volume: Any) -> None:
+        """Feed bars that :meth:`quiet_bars` counted, at once: the same state as :meth:`feed_bar` on each.
+
+        Nothing fills, so nothing but the prices, the bar history and the bar
+        counter changes (a replay spends most bars here).
+        """
+        n = len(ts)
+        if not n:
+            return
+        self._unrecorded.setdefault(symbol, []).append((ts, open, high, low, close, volume))  # see _history
+        last = [int(ts[-1]), float(open[-1]), float(high[-1]), float(low[-1]), float(close[-1]), float(volume[-1])]
+        self._now_ms = last[0] if self._now_ms is None else max(self._now_ms, last[0])
+        self._seq[symbol] = self._seq.get(symbol, 0) + n
+        self._last[symbol] = last
+
+    def _history(self, symbol: str) -> list[list[float]]:
+        """`symbol`'s bar history ([ms, o, h, l, c, v] rows), with bars fed by :meth:`feed_quiet` written in.
+
+        Those arrive as arrays and become rows only when the history is read:
+        a replay that never reads it never pays for it.
+        """
+        bars = self._bars.setdefault(symbol, [])
+        chunks = self._unrecorded.pop(symbol, None)
+        if chunks:
+            limit = self.history_limit
+            for ts, o, h, lo, c, v in chunks:
+                if len(ts) == 1:
+                    bars.append([int(ts[0]), float(o[0]), float(h[0]), float(lo[0]), float(c[0]), float(v[0])])
+                    continue
+                keep = slice(max(0, len(ts) - limit), len(ts))  # older bars would be trimmed anyway
+                rows = [[int(t), *r] for t, r in zip(ts[keep].tolist(), np.column_stack((o[keep], h[keep], lo[keep], c[keep], v[keep])).tolist(), strict=True)]
+                bars.extend(rows)
+                if len(bars) > limit * 1.5:
+                    del bars[: len(bars) - limit]
+        return bars
 
     def load_history(self, symbol: str, df: Any) -> int:
         """Preload bars (a DataFrame with open/high/low/close/volume, or [ms, o, h, l, c, v] rows) for fetch_ohlcv.
@@ -347,7 +410,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
             if not rows or not self.auto_markets:
                 self._market(symbol)
             self.add_market(infer_market(symbol, rows[-1][4]))
-        merged = {int(b[0]): list(b) for b in self._bars.get(symbol, [])}
+        merged = {int(b[0]): list(b) for b in self._history(symbol)}
         merged.update({int(r[0]): r for r in rows})
         bars = [merged[k] for k in sorted(merged)][-self.history_limit:]
         self._bars[symbol] = bars

@@ -157,7 +157,7 @@ class PaperViews(PaperAccounts):
         if last is None:
             raise ccxt.BadRequest(f"paper has no price for {symbol} yet: feed a bar first (feed_bar, feed_tick or load_history).")
         ts, close = int(last[0]), last[4]
-        day = [b for b in self._bars.get(symbol, [])[-2000:] if b[0] > ts - _DAY_MS and b[0] <= ts] or [last]
+        day = [b for b in self._history(symbol)[-2000:] if b[0] > ts - _DAY_MS and b[0] <= ts] or [last]
         open_ = day[0][1]
         high = max(max(b[2] for b in day), close)
         low = min(min(b[3] for b in day), close)
@@ -184,7 +184,7 @@ class PaperViews(PaperAccounts):
             tf_ms = timeframe_seconds(timeframe) * 1000
         except ConfigError as exc:
             raise ccxt.BadRequest(str(exc)) from None
-        bars = self._bars.get(symbol, [])
+        bars = self._history(symbol)
         if len(bars) > 1:
             step = min(bars[i][0] - bars[i - 1][0] for i in range(max(1, len(bars) - 50), len(bars)))
             if tf_ms < step:
