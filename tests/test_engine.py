@@ -123,6 +123,41 @@ def test_commands_from_another_client_reach_the_engine(engine, tmp_path):
     assert engine.store.deployment(rt.id)["status"] == "stopped" and rt.id not in engine.deployments
 
 
+def test_manual_orders_from_another_client_reach_the_paper_venue(engine, tmp_path):
+    """place_order / cancel_order commands: how a paper venue living in the engine process takes manual orders."""
+    rt = engine.deploy(spec(symbols=("BTC/USDT",)))
+    frames = {"BTC/USDT": sample_ohlcv("BTC/USDT", "1h", 60)}
+    feed(engine, frames, engine.clock, upto=40)
+    price = float(frames["BTC/USDT"]["close"].iloc[39])
+    other = Store(tmp_path / "wb.sqlite")  # a panel or the CLI in another process
+    unconfirmed = other.submit_command("place_order", rt.id, {"symbol": "BTC/USDT", "side": "buy", "amount": 0.01}, actor="cli")
+    market = other.submit_command("place_order", rt.id, {"symbol": "BTC/USDT", "side": "buy", "amount": 0.01, "confirm": True}, actor="cli")
+    limit = other.submit_command("place_order", rt.id, {"symbol": "BTC/USDT", "side": "sell", "amount": 0.005, "type": "limit",
+                                                        "price": round(price * 1.5, 2), "confirm": True}, actor="cli")
+    assert engine.process_commands() == 3
+    assert other.command(unconfirmed)["status"] == "failed" and "confirm" in other.command(unconfirmed)["result"]
+    assert other.command(market)["status"] == "done" and other.command(market)["result"].endswith("filled")
+    cid = other.command(limit)["result"].split()[0]
+    assert other.order(cid)["status"] == "open" and other.order(cid)["purpose"] == "manual"
+    assert rt.venue.fetch_balance()["total"]["BTC"] == pytest.approx(0.01)
+    assert not rt.ledger.positions  # a manual order is not the deployment's trade: reconciliation lists it
+    cancel = other.submit_command("cancel_order", rt.id, {"client_order_id": cid}, actor="cli")
+    engine.process_commands()
+    assert other.command(cancel)["status"] == "done" and other.order(cid)["status"] == "cancelled"
+    near = other.submit_command("place_order", rt.id, {"symbol": "BTC/USDT", "side": "sell", "amount": 0.005, "type": "limit",
+                                                       "price": round(price * 1.0001, 2), "confirm": True}, actor="cli")
+    engine.process_commands()
+    near_cid = other.command(near)["result"].split()[0]
+    feed(engine, frames, engine.clock)  # later bars reach the limit: the engine records the fill
+    engine.refresh_manual_orders()
+    assert other.order(near_cid)["status"] == "filled"
+    assert {"order_place", "order_cancel"} <= set(other.frame("audit")["action"])
+    rt.venue.live = True  # a live venue: money moves only with confirm_live as well
+    live = other.submit_command("place_order", rt.id, {"symbol": "BTC/USDT", "side": "buy", "amount": 0.01, "confirm": True}, actor="cli")
+    engine.process_commands()
+    assert other.command(live)["status"] == "failed" and "confirm_live" in other.command(live)["result"]
+
+
 def test_paused_deployment_opens_nothing_but_keeps_its_stops(engine):
     rt = engine.deploy(spec())
     engine.pause(rt.id)

@@ -233,3 +233,44 @@ def test_cli_preview_place_list_close_and_summary_on_the_emulator(cli_home, emul
     assert float(emulator.position(PERP)["size"]) == 0.0
     with pytest.raises(ConfigError, match="--account NAME"):
         cli("--home", cli_home, "order", "positions")
+
+
+def test_cli_orders_on_a_paper_deployment_go_to_its_engine(tmp_path, capsys):
+    """A paper venue lives in its engine's process: `order place|cancel --deployment` hand the order over as commands."""
+    import threading
+
+    from workbench.data import sample_ohlcv
+    from workbench.engine import DeploymentSpec, Engine, ManualClock
+    from workbench.store import Store
+
+    path = str(tmp_path / "wb.sqlite")
+    engine = Engine(Store(path), clock=ManualClock(0))
+    rt = engine.deploy(DeploymentSpec(strategy="sma_cross", symbols=("BTC/USDT",), timeframe="1h", params={"fast": 10, "slow": 30}))
+    for ts, r in sample_ohlcv("BTC/USDT", "1h", 5).iterrows():
+        rt.step("BTC/USDT", int(ts.value // 1_000_000), r.open, r.high, r.low, r.close, r.volume)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            engine.process_commands()
+            stop.wait(0.05)
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        base = ("--home", str(tmp_path), "order")
+        assert cli(*base, "place", "BTC/USDT", "buy", "0.01", "--deployment", rt.id, "--store", path) == 1  # no --yes
+        assert "not sent" in capsys.readouterr().out
+        assert cli(*base, "place", "BTC/USDT", "buy", "0.01", "--deployment", rt.id, "--store", path, "--yes") == 0
+        assert "place_order: done" in capsys.readouterr().out
+        assert cli(*base, "place", "BTC/USDT", "sell", "0.01", "--type", "limit", "--price", "999999",
+                   "--deployment", rt.id, "--store", path, "--yes") == 0
+        cid = capsys.readouterr().out.split("place_order: done ")[1].split()[0]
+        assert cli(*base, "cancel", cid, "--deployment", rt.id, "--store", path) == 0
+        assert "cancel_order: done cancelled" in capsys.readouterr().out
+        assert cli(*base, "list", "--deployment", rt.id, "--store", path, "--json") == 0
+        listed = {o["client_order_id"]: o["status"] for o in __import__("json").loads(capsys.readouterr().out)}
+        assert sorted(listed.values()) == ["cancelled", "filled"] and listed[cid] == "cancelled"
+    finally:
+        stop.set()
+        worker.join(5)

@@ -39,9 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--reduce-only", action="store_true")
         if name == "place":
             p.add_argument("--yes", action="store_true", help="confirm: send the order")
+            p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the engine (paper deployment)")
         p.set_defaults(handler=cmd_preview if name == "preview" else cmd_place)
     p = osub.add_parser("cancel", parents=[common, where], help="cancel a manual order by client order id")
     p.add_argument("client_order_id")
+    p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the engine (paper deployment)")
     p.set_defaults(handler=cmd_cancel)
     p = osub.add_parser("list", parents=[common, where], help="manual orders (refreshed from the venue with --account)")
     p.set_defaults(handler=cmd_list)
@@ -71,8 +73,8 @@ def desk(args: argparse.Namespace):
         if dep is None:
             raise ConfigError(f"No deployment {args.deployment!r} in {store.url}; see `workbench status`.")
         if dep["venue"] == "paper":
-            raise ConfigError("A paper deployment's venue lives in its engine: place manual orders from the panel in that "
-                              "engine's kernel, or close its positions with `workbench close SYMBOL --deployment ID`.")
+            raise ConfigError("A paper deployment's venue lives in its engine: `workbench order place|cancel --deployment ID` "
+                              "hands the order to that engine; previews need its kernel's panel.")
         if name and name != dep["account"]:
             raise ConfigError(f"Deployment {args.deployment} trades on account {dep['account']!r}, not {name!r}.")
         name = dep["account"]
@@ -111,7 +113,27 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paper_deployment(args: argparse.Namespace) -> bool:
+    """A paper deployment's orders go to its engine as commands (its venue lives in that process)."""
+    return bool(args.deployment and not args.account and (open_store(args).deployment(args.deployment) or {}).get("venue") == "paper")
+
+
+def _to_engine(args: argparse.Namespace, command: str, payload: dict[str, Any]) -> int:
+    from .engine import _wait
+
+    store = open_store(args)
+    cid = store.submit_command(command, args.deployment, payload, actor="cli")
+    print(f"{command} for {args.deployment} queued (command {cid})")
+    return _wait(store, cid, args.wait, command)
+
+
 def cmd_place(args: argparse.Namespace) -> int:
+    if _paper_deployment(args):
+        if not args.yes:
+            print("not sent: add --yes to hand this order to the deployment's engine")
+            return 1
+        return _to_engine(args, "place_order", {"symbol": args.symbol, "side": args.side, "amount": args.amount, "type": args.type,
+                                                "price": args.price, "reduce_only": args.reduce_only, "confirm": True})
     d = desk(args)
     preview = d.preview(args.symbol, args.side, args.amount, args.type, args.price, args.reduce_only)
     if not args.yes:
@@ -124,12 +146,14 @@ def cmd_place(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    if _paper_deployment(args):
+        return _to_engine(args, "cancel_order", {"client_order_id": args.client_order_id})
     _show(args, _order_view(desk(args).cancel(args.client_order_id)))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.account or (args.deployment and (open_store(args).deployment(args.deployment) or {}).get("venue") != "paper"):
+    if args.account or (args.deployment and not _paper_deployment(args)):
         d = desk(args)
         d.refresh()
         rows = d.orders()

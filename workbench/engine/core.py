@@ -1,7 +1,7 @@
 """The engine: many deployments at once, controlled through the store by any client.
 
 Commands (stop, pause, resume, emergency_stop, close_position, place_order,
-enable/disable a symbol) are rows in the store's ``commands`` table; whatever
+cancel_order, enable/disable a symbol) are rows in the store's ``commands`` table; whatever
 process runs the engine picks them up on :meth:`Engine.process_commands`
 (called on every tick of :meth:`Engine.run`, at least once a second). On start
 an engine recovers its deployments, orders and positions from the store.
@@ -9,17 +9,18 @@ an engine recovers its deployments, orders and positions from the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..errors import ConfigError, StoreError, VenueError, WorkbenchError
+from ..errors import ConfigError, LiveTradingRefused, StoreError, VenueError, WorkbenchError
 from ..params import ParamStore
 from ..store import Store
 from ..strategies import get_strategy
@@ -28,6 +29,9 @@ from .clock import Clock, SystemClock
 from .deployment import DeploymentRuntime, _cid_bar_ms
 from .ledger import OpenPosition
 from .spec import DeploymentSpec
+
+if TYPE_CHECKING:
+    from ..orders import OrderDesk
 
 log = logging.getLogger("workbench.engine")
 EVENTS = ("signal", "order", "fill", "trade", "risk_event", "status")
@@ -47,6 +51,7 @@ class Engine:
         self.id = uuid.uuid4().hex[:12]
         #: reconciliation hook (workbench.sync.SyncService.attach): sync(rt) on recovery, before trading; raising stops it
         self.sync: Callable[[DeploymentRuntime], Any] | None = None
+        self._manual_working: set[str] = set()  # deployments with working manual orders placed through this engine
 
     def __repr__(self) -> str:
         return f"<Engine {self.id}: {len(self.deployments)} deployment(s) on {self.store!r}>"
@@ -221,6 +226,53 @@ class Engine:
         self.store.audit(actor, "close_position", dep_id, {"symbol": symbol})
         return rt.close_position(symbol, "manual")
 
+    def desk(self, dep_id: str, actor: str = "user") -> OrderDesk:
+        """Manual orders on a deployment's venue, under its risk limits (not booked in its ledger: sync lists them)."""
+        from ..orders import OrderDesk
+
+        rt = self.get(dep_id)
+        return OrderDesk(self, rt.venue, deployment_id=dep_id, limits=rt.limits, actor=actor, clock=self.clock.now)
+
+    def place_order(self, dep_id: str, args: Mapping[str, Any], actor: str = "user") -> dict[str, Any]:
+        """A manual order from any client (the ``place_order`` command): how a paper venue living in this
+        process takes one. `args`: symbol, side, amount, type ('market'), price, reduce_only, and
+        ``confirm=True``; on a live venue also ``confirm_live=True``."""
+        rt = self.get(dep_id)
+        missing = [k for k in ("symbol", "side", "amount") if k not in args]
+        if missing:
+            raise ConfigError(f"place_order needs {', '.join(missing)} in its args, e.g. {{'symbol': 'BTC/USDT', 'side': 'buy', "
+                              "'amount': 0.01, 'confirm': True}.")
+        if args.get("confirm") is not True:
+            raise ConfigError("place_order needs args['confirm'] = True: review the order (OrderDesk.preview) first.")
+        if getattr(rt.venue, "live", False) and args.get("confirm_live") is not True:
+            raise LiveTradingRefused(f"Refusing a manual order on the live venue of {dep_id}: real money moves only "
+                                     "with args['confirm_live'] = True.")
+        amount = args["amount"]
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise ConfigError(f"place_order amount must be a number, got {amount!r}.")
+        desk = self.desk(dep_id, actor)
+        # a paper venue's state commits with the order; elsewhere the desk's write-ahead row commits before sending
+        with self.store.batch() if rt.venue_in_store else contextlib.nullcontext():
+            row = desk.place(str(args["symbol"]), str(args["side"]), float(amount), str(args.get("type", "market")),
+                             args.get("price"), bool(args.get("reduce_only", False)), confirm=True)
+        if row.get("status") in ("pending", "open", "partially_filled"):
+            self._manual_working.add(dep_id)
+        return row
+
+    def refresh_manual_orders(self) -> int:
+        """Record what the venues did with the working manual orders placed here (a paper venue fills them as bars come)."""
+        done = 0
+        for dep_id in list(self._manual_working):
+            if dep_id not in self.deployments:
+                self._manual_working.discard(dep_id)
+                continue
+            desk = self.desk(dep_id, self.actor)
+            with self.store.batch() if self.deployments[dep_id].venue_in_store else contextlib.nullcontext():
+                done += len(desk.refresh())
+            if not desk.orders(open_only=True):
+                self._manual_working.discard(dep_id)
+        return done
+
     def emergency_stop(self, reason: str = "emergency stop", actor: str = "user") -> dict[str, Any]:
         """Cancel every open order and close every position of every deployment, at once."""
         self.store.audit(actor, "emergency_stop", None, {"reason": reason, "deployments": list(self.deployments)})
@@ -275,6 +327,13 @@ class Engine:
             return "closed" if self.close_position(dep_id, args["symbol"], actor=actor) else "no position"
         elif command in ("enable_symbol", "disable_symbol"):
             self.set_symbol(dep_id, args["symbol"], command == "enable_symbol", actor=actor)
+        elif command == "place_order":
+            row = self.place_order(dep_id, args, actor=actor)
+            return f"{row['client_order_id']} {row['status']}"
+        elif command == "cancel_order":
+            if "client_order_id" not in args:
+                raise ConfigError("cancel_order needs args={'client_order_id': ...} (see the deployment's manual orders).")
+            return str(self.desk(dep_id, actor).cancel(str(args["client_order_id"]))["status"])
         else:
             raise ConfigError(f"Command {command!r} is not handled by the engine.")
         return "ok"
@@ -322,6 +381,7 @@ class Engine:
                 for bar in feed.poll(self):
                     self.on_bar(*bar)
                 self.process_commands()
+                self.refresh_manual_orders()
                 if sync is not None:
                     sync.tick()
                 self.heartbeat()
