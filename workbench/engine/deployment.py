@@ -161,11 +161,15 @@ class DeploymentRuntime:
         """
         if ts_ms <= self.cursor.get(symbol, -1):
             return
-        with self.store.batch():
-            if self._feed_bar is not None:
-                self._feed_bar(symbol, ts_ms, o, h, lo, c, v)
-            if self.status in ("active", "paused"):
-                self.on_bar(symbol, ts_ms, o, h, lo, c, v)
+        try:
+            with self.store.batch():
+                if self._feed_bar is not None:
+                    self._feed_bar(symbol, ts_ms, o, h, lo, c, v)
+                if self.status in ("active", "paused"):
+                    self.on_bar(symbol, ts_ms, o, h, lo, c, v)
+        except BaseException:
+            self.orders_upto = max(self.orders_upto, ts_ms)  # its orders may be stored: look them up if the bar comes again
+            raise
 
     def on_bar(self, symbol: str, ts_ms: int, o: float, h: float, lo: float, c: float, v: float) -> None:
         """Process one closed bar of `symbol` (bar open time `ts_ms`)."""

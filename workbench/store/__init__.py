@@ -257,7 +257,7 @@ class Store:
             rows = loc.pending.pop(name)
             sql = self._sql[name]
             keys = tuple(c for c in sql.columns if c != "id")
-            values = [tuple(map(p.get, keys)) for p in map(sql.params, rows.values())]  # defaults filled in as one by one
+            values = [tuple(map(p.get, keys)) for p in map(sql.params, rows.values())]  # defaults as an immediate insert fills them
             self._raw(sql.insert_rows(keys, _DEFER_CONFLICT.get(name)), values, many=True, table=name)
         if not loc.pending:
             loc.pending = None
@@ -436,12 +436,6 @@ class Store:
         return self.frame("trades", **({"deployment_id": deployment_id} if deployment_id else {}))
 
     # -- equity, risk ---------------------------------------------------------
-    def add_equity(self, rows: list[Mapping[str, Any]]) -> None:
-        if rows:  # plain numbers only (no JSON or boolean columns): bound as they are
-            sql = self._sql["equity"]
-            keys = tuple(rows[0])
-            self._raw(sql.insert(keys).replace(" RETURNING id", ""), rows, many=True)
-
     def add_equity_rows(self, deployment_id: str, rows: Sequence[tuple[float, float, float, float]]) -> None:
         """Equity rows of one deployment as (at, equity, cash, unrealized) tuples: the engine's bulk form."""
         if rows:

@@ -397,6 +397,8 @@ class PaperExchange(PaperViews, ccxt.Exchange):
                 bars.extend(rows)
                 if len(bars) > limit * 1.5:
                     del bars[: len(bars) - limit]
+            if len(bars) > limit * 1.5:
+                del bars[: len(bars) - limit]
         return bars
 
     def load_history(self, symbol: str, df: Any) -> int:
