@@ -162,20 +162,13 @@ class Store:
         loc = self._local
         if commit:
             try:
-                self._run_hooks()
-            except BaseException:
-                self._end_batch(commit=False)
-                raise
-        else:
-            loc.hooks = None
-        if commit:
-            try:
+                self._run_hooks()  # the paper venue's state, then the deferred rows, go in before the commit
                 self._drain()
             except BaseException:
                 self._end_batch(commit=False)
                 raise
         else:
-            loc.pending = None
+            loc.hooks = loc.pending = None
         conn, trans = loc.conn, loc.trans
         loc.conn = loc.trans = None
         if conn is None:
