@@ -251,8 +251,7 @@ class Engine:
         if isinstance(amount, bool) or not isinstance(amount, (int, float)):
             raise ConfigError(f"place_order amount must be a number, got {amount!r}.")
         desk = self.desk(dep_id, actor)
-        # a paper venue's state commits with the order; elsewhere the desk's write-ahead row commits before sending
-        with self.store.batch() if rt.venue_in_store else contextlib.nullcontext():
+        with self._venue_transaction(rt):
             row = desk.place(str(args["symbol"]), str(args["side"]), float(amount), str(args.get("type", "market")),
                              args.get("price"), bool(args.get("reduce_only", False)), confirm=True)
         if row.get("status") in ("pending", "open", "partially_filled"):
@@ -267,11 +266,16 @@ class Engine:
                 self._manual_working.discard(dep_id)
                 continue
             desk = self.desk(dep_id, self.actor)
-            with self.store.batch() if self.deployments[dep_id].venue_in_store else contextlib.nullcontext():
+            with self._venue_transaction(self.deployments[dep_id]):
                 done += len(desk.refresh())
             if not desk.orders(open_only=True):
                 self._manual_working.discard(dep_id)
         return done
+
+    def _venue_transaction(self, rt: DeploymentRuntime) -> contextlib.AbstractContextManager[Any]:
+        """A paper venue's state commits with the desk's rows (one batch); elsewhere the desk's write-ahead
+        row commits on its own, before the order is sent."""
+        return self.store.batch() if rt.venue_in_store else contextlib.nullcontext()
 
     def emergency_stop(self, reason: str = "emergency stop", actor: str = "user") -> dict[str, Any]:
         """Cancel every open order and close every position of every deployment, at once."""

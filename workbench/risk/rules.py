@@ -208,8 +208,8 @@ def _measure(
         "drawdown": drawdown, "drawdown_use": drawdown / limits.drawdown_limit if limits.drawdown_limit else None,
     }
     lev_use = m["leverage_use"] if m["leverage_use"] is not None else lev / LEVERAGE_REFERENCE
-    cap = f"max_leverage {limits.max_leverage:g}x" if limits.max_leverage else f"the {LEVERAGE_REFERENCE:g}x reference"
-    sym = f"{intent.symbol} notional {sym_after:,.2f}"
+    cap = "max_leverage {max_lev:g}x" if limits.max_leverage else "the {ref_lev:g}x reference"
+    sym = "{symbol} notional {sym_after:,.2f}"
     uses = [  # (use, what, limit); the words are only formatted for a note
         (lev_use, "total leverage {lev:.2f}x", cap),
         (m["position_use"], sym, "max_position_quote {mpq:,.2f}"),
@@ -217,7 +217,8 @@ def _measure(
         (m["daily_loss_use"], "today's loss {day_loss:.2%}", "daily_loss_limit {dll:.2%}"),
         (m["drawdown_use"], "drawdown {drawdown:.2%}", "drawdown_limit {ddl:.2%}"),
     ]
-    words = {"lev": lev, "mpq": limits.max_position_quote or 0, "equity": equity, "day_loss": day_loss,
+    words = {"lev": lev, "max_lev": limits.max_leverage or 0, "ref_lev": LEVERAGE_REFERENCE, "symbol": intent.symbol,
+             "sym_after": sym_after, "mpq": limits.max_position_quote or 0, "equity": equity, "day_loss": day_loss,
              "dll": limits.daily_loss_limit or 0, "drawdown": drawdown, "ddl": limits.drawdown_limit or 0}
     top = 0.0
     notes = []
