@@ -502,26 +502,25 @@ def test_guard_equity_fast_path_equals_the_full_update(steps, daily, drawdown, r
     returns=st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=120),
     bad=st.sampled_from([None, float("nan"), float("inf")]),
 )
-def test_quiet_prefix_equals_updating_bar_by_bar(daily, drawdown, start, returns, bad):
-    """quiet_prefix takes in exactly the leading updates _quiet would pass, leaving the guard as bar-by-bar updates do."""
-    import numpy as np
-
+def test_quiet_bars_leave_the_guard_as_updating_bar_by_bar(daily, drawdown, start, returns, bad):
+    """A replay calls quiet() alone while it passes: the guard ends as full updates leave it, and later updates agree."""
     limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=0)
     midnight = datetime(2024, 5, 7, tzinfo=UTC).timestamp()
-    times = np.array([midnight + start + 60.0 * (i + 1) for i in range(len(returns))])
-    equity = 10_000.0 * np.cumprod(1 + np.array(returns))
+    times = [midnight + start + 60.0 * (i + 1) for i in range(len(returns))]
+    equity = [10_000.0]
+    for r in returns:
+        equity.append(equity[-1] * (1 + r))
+    equity = equity[1:]
     if bad is not None:
         equity[len(equity) // 2] = bad
-    vectorized, stepped, reference = (RiskGuard(limits) for _ in range(3))
-    for g in (vectorized, stepped, reference):
+    quiet, stepped = RiskGuard(limits), RiskGuard(limits)
+    for g in (quiet, stepped):
         g.update(10_000.0, float(midnight + start))
-    n = vectorized.quiet_prefix(equity, times)
-    expected = 0
-    while expected < len(equity) and reference._quiet(float(equity[expected]), float(times[expected])):
-        expected += 1
-    assert n == expected
-    events = [stepped.update(float(e), float(t)) for e, t in zip(equity, times, strict=True)]
+    n = 0
+    while n < len(equity) and quiet.quiet(equity[n], times[n]):
+        n += 1
+    events = [stepped.update(e, t) for e, t in zip(equity, times, strict=True)]
     assert all(ev == [] for ev in events[:n])
-    rest = [vectorized.update(float(e), float(t)) for e, t in zip(equity[n:], times[n:], strict=True)]
+    rest = [quiet.update(e, t) for e, t in zip(equity[n:], times[n:], strict=True)]
     assert [[(e.kind, e.reason) for e in ev] for ev in rest] == [[(e.kind, e.reason) for e in ev] for ev in events[n:]]
-    assert vectorized.state() == stepped.state()
+    assert quiet.state() == stepped.state()

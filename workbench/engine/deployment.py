@@ -29,7 +29,6 @@ from .ledger import Ledger, OpenPosition
 from .spec import DeploymentSpec
 
 Callback = Callable[[str, dict[str, Any]], None]
-Bars = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # ts ms, open, high, low, close, volume
 _ORDER_STATUS = {"open": "open", "closed": "filled", "canceled": "cancelled", "cancelled": "cancelled", "rejected": "rejected", "expired": "cancelled"}
 
 
@@ -210,67 +209,76 @@ class DeploymentRuntime:
         if len(self._equity_rows) >= self._equity_batch:
             self.flush()
 
-    def skip_quiet(self, symbol: str, bars: Bars, start: int, stop: int, now: np.ndarray) -> int:
+    def skip_quiet(self, symbol: str, bars: BarSeries, start: int, stop: int) -> int:
         """Process the quiet bars from `start` (before `stop`) at once; return the index of the first one that is not.
 
-        `bars` are `symbol`'s (ts ms, open, high, low, close, volume) arrays, `now`
-        the clock at each bar's close. A bar is quiet when :meth:`step` would only
-        move the price on it: no signal, no level of a resting order or of the
-        position's stops reached, the risk guard quiet (:meth:`RiskGuard.quiet_prefix`).
-        Its effects (the venue's prices and history, marks, cursor, equity rows,
-        peaks) are then the same as stepping (tested). Only for a replay of a
-        one-symbol deployment on the paper venue with precomputed signals; the
-        first bar that is not quiet is left to :meth:`step`.
+        A bar is quiet when :meth:`step` would only move the price on it: no
+        signal, no level of a resting order or of the position's stops reached
+        (:meth:`PaperExchange.quiet_bars`), the risk guard quiet
+        (:meth:`RiskGuard.quiet`). Its effects (the venue's prices and history,
+        marks, cursor, equity rows, peaks) are then the same as stepping
+        (tested). Only for a replay of a one-symbol deployment on the paper
+        venue with precomputed signals; the first bar that is not quiet is
+        left to :meth:`step`.
         """
-        exchange = getattr(self.venue, "exchange", None)
+        ts, o, h, lo, c, _ = bars.lists
         if (not self.venue_in_store or self.status not in ("active", "paused") or len(self.spec.symbols) != 1
-                or symbol not in self._signal_ts or start >= stop or int(bars[0][start]) <= self.cursor.get(symbol, -1)):
+                or symbol not in self._signal_ts or start >= stop or ts[start] <= self.cursor.get(symbol, -1)):
             return start
-        ts, o, h, lo, c, v = bars
-        hot = self._signal_ts[symbol]
+        hot, times = self._signal_ts[symbol], bars.arrays[0]
         k = int(hot.searchsorted(ts[start]))
         if k < len(hot):
-            stop = min(stop, int(ts.searchsorted(hot[k])))
-        if stop <= start:
-            return start
-        span = slice(start, stop)
-        n = min(exchange.quiet_bars(symbol, ts[span], o[span], h[span], lo[span], c[span]), self._untouched(symbol, o[span], h[span], lo[span]))
-        if not n:
-            return start
-        marks = {symbol: c[start:start + n]}
-        eq = self.ledger.equity(marks) if self.ledger.positions else np.full(n, self.ledger.cash)
-        n = self.guard.quiet_prefix(eq, now[start:start + n])
-        if n:
-            self._advance(symbol, bars, start, start + n, eq[:n], exchange)
-        return start + n
+            stop = min(stop, int(times.searchsorted(hot[k])))
+        exchange = self.venue.exchange  # type: ignore[attr-defined]
+        end = start + exchange.quiet_bars(symbol, ts, o, h, lo, c, start, stop) if stop > start else start
+        end = self._untouched(symbol, o, h, lo, start, end)
+        i = self._quiet_rows(symbol, bars, start, end)
+        if i > start:
+            exchange.feed_quiet(symbol, *(a[start:i] for a in bars.arrays))
+            self.marks[symbol] = c[i - 1]
+            self.cursor[symbol] = ts[i - 1]
+            if len(self._equity_rows) >= self._equity_batch:
+                self.flush()
+        return i
 
-    def _untouched(self, symbol: str, o: np.ndarray, h: np.ndarray, lo: np.ndarray) -> int:
-        """How many leading bars reach none of the open position's stop levels (all of them when flat)."""
+    def _untouched(self, symbol: str, o: list[float], h: list[float], lo: list[float], start: int, end: int) -> int:
+        """The first bar from `start` (before `end`) that reaches a stop level of the open position (`end` if none)."""
         pos = self.ledger.positions.get(symbol)
         if pos is None or (pos.sl_cid is None and pos.tp_cid is None):
-            return len(o)
+            return end
         below, above = (pos.sl_price, pos.tp_price) if pos.side == "long" else (pos.tp_price, pos.sl_price)
-        hit = np.zeros(len(o), dtype=bool)
-        if below == below:
-            hit |= np.minimum(o, lo) <= below
-        if above == above:
-            hit |= np.maximum(o, h) >= above
-        off = np.flatnonzero(hit)
-        return int(off[0]) if len(off) else len(o)
+        below = below if below == below else -math.inf
+        above = above if above == above else math.inf
+        for i in range(start, end):
+            if o[i] <= below or lo[i] <= below or o[i] >= above or h[i] >= above:
+                return i
+        return end
 
-    def _advance(self, symbol: str, bars: Bars, i: int, j: int, eq: np.ndarray, exchange: Any) -> None:
-        ts, o, h, lo, c, v = bars
-        exchange.feed_quiet(symbol, ts[i:j], o[i:j], h[i:j], lo[i:j], c[i:j], v[i:j])
-        ledger = self.ledger
-        unrealized = ledger.unrealized({symbol: c[i:j]}) if ledger.positions else np.zeros(j - i)
-        self.marks[symbol] = float(c[j - 1])
-        self.cursor[symbol] = int(ts[j - 1])
-        top = float(eq.max())
-        if top > self.peak_equity:
-            self.peak_equity = top
-        self._equity_rows.extend(zip((ts[i:j] / 1000.0).tolist(), eq.tolist(), [ledger.cash] * (j - i), unrealized.tolist(), strict=True))
-        if len(self._equity_rows) >= self._equity_batch:
-            self.flush()
+    def _quiet_rows(self, symbol: str, bars: BarSeries, start: int, end: int) -> int:
+        """Take in bars [start, end) while the risk guard stays quiet: their equity rows and peaks; the first bar left."""
+        ts, c, now = bars.lists[0], bars.lists[4], bars.close_times
+        guard, rows, cash = self.guard, self._equity_rows, self.ledger.cash
+        peak = self.peak_equity
+        pos = self.ledger.positions.get(symbol)
+        i = start
+        if pos is None:
+            while i < end and guard.quiet(cash, now[i]):
+                rows.append((ts[i] / 1000.0, cash, cash, 0.0))
+                i += 1
+            if i > start and cash > peak:
+                peak = cash
+        else:
+            value, gross = pos.value, pos.gross_pnl
+            while i < end:
+                eq = cash + value(c[i])
+                if not guard.quiet(eq, now[i]):
+                    break
+                rows.append((ts[i] / 1000.0, eq, cash, gross(c[i])))
+                if eq > peak:
+                    peak = eq
+                i += 1
+        self.peak_equity = peak
+        return i
 
     def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
         pos = self.ledger.positions.get(symbol)
@@ -666,6 +674,20 @@ class DeploymentRuntime:
                 self._order_status.pop(row["client_order_id"], None)
             except VenueError as exc:
                 self._error(f"cancel {row['client_order_id']} failed: {exc}")
+
+
+class BarSeries(NamedTuple):
+    """One symbol's bars for a replay: arrays (sliced for the venue) and lists (scanned bar by bar)."""
+
+    arrays: tuple[np.ndarray, ...]  # ts ms (int64), open, high, low, close, volume (float64)
+    lists: tuple[list[Any], ...]  # the same as Python numbers
+    close_times: list[float]  # the clock at each bar's close (s)
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, step_ms: int) -> BarSeries:
+        ts = df.index.as_unit("ms").asi8.astype(np.int64)
+        arrays = (ts, *(df[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")))
+        return cls(arrays, tuple(a.tolist() for a in arrays), ((ts + step_ms) / 1000.0).tolist())
 
 
 class _Draft(NamedTuple):

@@ -21,7 +21,7 @@ from ..store import Store
 from ..timeframes import timeframe_seconds
 from .clock import ManualClock
 from .core import Engine
-from .deployment import DeploymentRuntime
+from .deployment import BarSeries, DeploymentRuntime
 from .spec import DeploymentSpec
 
 #: bars per transaction in a replay: a crash loses at most these (the restart replays them identically)
@@ -137,27 +137,25 @@ def _run_spans(rt: DeploymentRuntime, sym: str, df: pd.DataFrame, clock: ManualC
 
     The same transactions as :func:`_run_groups`: each COMMIT_EVERY bars commit together.
     """
-    ts = df.index.as_unit("ms").asi8.astype(np.int64)
-    cols = tuple(df[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
-    bars = (ts, *cols)
-    o, h, lo, c, v = (a.tolist() for a in cols)
-    now = (ts + step_ms) / 1000.0
+    bars = BarSeries.of(df, step_ms)
+    ts, o, h, lo, c, v = bars.lists
+    now = bars.close_times
     n, done = len(ts), 0
     for group in range(0, n, COMMIT_EVERY):
         end = min(n, group + COMMIT_EVERY)
-        i = max(group, int(np.searchsorted(ts, rt.cursor.get(sym, -1), side="right")))
+        i = max(group, int(np.searchsorted(bars.arrays[0], rt.cursor.get(sym, -1), side="right")))
         with rt.store.batch():
             while i < end:
                 if stop_after is not None and done >= stop_after:
                     return False
                 limit = end if stop_after is None else min(end, i + stop_after - done)
-                j = rt.skip_quiet(sym, bars, i, limit, now)
+                j = rt.skip_quiet(sym, bars, i, limit)
                 if j == i:
-                    clock.set(float(now[i]))
-                    rt.step(sym, int(ts[i]), o[i], h[i], lo[i], c[i], v[i])
+                    clock.set(now[i])
+                    rt.step(sym, ts[i], o[i], h[i], lo[i], c[i], v[i])
                     j = i + 1
                 else:
-                    clock.set(float(now[j - 1]))
+                    clock.set(now[j - 1])
                 done += j - i
                 i = j
         if progress is not None:

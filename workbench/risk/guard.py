@@ -32,8 +32,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError
 from .limits import RiskLimits
 from .model import PortfolioView, RiskEvent, as_seconds, finite_number, positive_number
@@ -72,7 +70,7 @@ class RiskGuard:
         The engine calls this on every bar, so the common case (same UTC day, no
         pause, no limit reached) returns after a few comparisons.
         """
-        if type(view) is float and type(now) is float and self._quiet(view, now):
+        if type(view) is float and type(now) is float and self.quiet(view, now):
             return []
         t = as_seconds(now)
         if isinstance(view, PortfolioView):
@@ -124,8 +122,12 @@ class RiskGuard:
                                                         **{r: measures[r] for r in cleared}}, t))
         return events
 
-    def _quiet(self, eq: float, t: float) -> bool:
-        """True when `eq` at `t` changes nothing but the peaks: the same UTC day, no pause, no re-arm, no limit reached."""
+    def quiet(self, eq: float, t: float) -> bool:
+        """True when `eq` at `t` changes nothing but the peaks: the same UTC day, no pause, no re-arm, no limit reached.
+
+        The peaks are taken in either way. :meth:`update` starts with this; a
+        replay calls it alone on bars where nothing else happens.
+        """
         if self.day is None or self.breaches or self.rearm or not self._day_lo <= t < self._day_hi or not -_INF < eq < _INF:
             return False
         peak, dd_peak, start, ref = self.peak_equity, self.drawdown_peak, self.day_start_equity, self.loss_reference
@@ -142,39 +144,8 @@ class RiskGuard:
             return False
         return True
 
-    def quiet_prefix(self, equity: np.ndarray, now: np.ndarray) -> int:
-        """How many leading updates of a run (equity and time arrays) :meth:`_quiet` would pass; their peaks are taken in.
-
-        The vectorized twin of calling :meth:`update` bar by bar (tested equal): a
-        replay hands a stretch of idle bars here at once and steps through the
-        first bar that is not quiet (a new day, a limit reached) one by one.
-        """
-        if self.day is None or self.breaches or self.rearm or self.peak_equity is None or self.drawdown_peak is None:
-            return 0
-        if not len(now) or now[0] < self._day_lo:
-            return 0
-        n = int(now.searchsorted(self._day_hi))  # times rise: the first update of the next day is not quiet
-        eq = equity[:n]
-        if not np.isfinite(eq).all():
-            n = _leading(np.isfinite(eq))
-            eq = eq[:n]
-        dd_peak = np.maximum.accumulate(np.maximum(eq, self.drawdown_peak)) if n else eq
-        breach = np.zeros(n, dtype=bool)
-        dl, dd = self.limits.daily_loss_limit, self.limits.drawdown_limit
-        start, ref = self.day_start_equity, self.loss_reference
-        if dl is not None and start is not None and start > 0 and ref is not None:
-            breach |= (ref - eq) / start >= dl * (1 - TOL)
-        if dd is not None:
-            breach |= (dd_peak > 0) & ((dd_peak - eq) / np.where(dd_peak > 0, dd_peak, 1.0) >= dd * (1 - TOL))
-        m = _leading(~breach)
-        if m:
-            top = float(eq[:m].max())
-            self.peak_equity = max(self.peak_equity, top)
-            self.drawdown_peak = max(self.drawdown_peak, top)
-        return m
-
     def _day_of(self, t: float) -> str:
-        """The UTC day of `t` ('YYYY-MM-DD'), with the day's bounds kept for :meth:`_quiet`."""
+        """The UTC day of `t` ('YYYY-MM-DD'), with the day's bounds kept for :meth:`quiet`."""
         if not self._day_lo <= t < self._day_hi:
             self._day_lo = t - t % 86400.0
             self._day_hi = self._day_lo + 86400.0
@@ -299,12 +270,6 @@ class RiskGuard:
         if rule == "daily_loss":
             return f"a new UTC day ({self.day}) started"
         return f"the drawdown recovered to {value:.2%}"
-
-
-def _leading(mask: np.ndarray) -> int:
-    """The number of leading True values."""
-    off = np.flatnonzero(~mask)
-    return int(off[0]) if len(off) else len(mask)
 
 
 def _utc_day(t: float) -> str:

@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Boolean, Table
 
 
@@ -92,7 +93,15 @@ class TableSql:
 
 
 def json_text(value: Any) -> str:
-    """JSON text of `value` with NaN and infinities as null, numpy scalars and timestamps as plain values."""
+    """JSON text of `value` with NaN and infinities as null, numpy scalars and timestamps as plain values.
+
+    orjson (installed with ccxt) writes it 5-10 times faster than the standard
+    encoder, which stays the fallback for what orjson refuses (integers past 64 bits).
+    """
+    try:
+        return _orjson_dumps(value, default=_default, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        pass
     try:
         return _ENCODER.encode(value)
     except ValueError:
@@ -120,4 +129,6 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_orjson_dumps = orjson.dumps
 _ENCODER = json.JSONEncoder(default=_default, allow_nan=False)  # one instance: json.dumps(default=...) builds one per call

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ccxt
@@ -343,25 +343,26 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         if len(bars) > self.history_limit * 1.5:
             del bars[: len(bars) - self.history_limit]
 
-    def quiet_bars(self, symbol: str, ts: Any, open: Any, high: Any, low: Any, close: Any) -> int:
-        """How many leading bars of these arrays :meth:`feed_bar` would only record (see :meth:`feed_quiet`).
+    def quiet_bars(self, symbol: str, ts: Sequence[int], open: Sequence[float], high: Sequence[float],
+                   low: Sequence[float], close: Sequence[float], start: int = 0, stop: int | None = None) -> int:
+        """How many bars from `start` (before `stop`) :meth:`feed_bar` would only record (see :meth:`feed_quiet`).
 
         Such a bar is newer than the last one fed, has valid prices and reaches
         no level of `symbol`'s resting orders or liquidation (:meth:`_reach`).
+        The scan stops at the first other bar (lists are the fastest input).
         """
-        if symbol not in self.markets or not len(ts):
+        stop = len(ts) if stop is None else min(stop, len(ts))
+        if symbol not in self.markets or start >= stop:
             return 0
         last = self._last.get(symbol)
-        least = np.minimum(np.minimum(open, high), np.minimum(low, close))  # NaN stays NaN: not a valid price
-        most = np.maximum(np.maximum(open, high), np.maximum(low, close))
-        ok = (least > 0) & (most < _INF)
-        if last is not None:
-            ok &= ts > last[0]
-        if self._open.get(symbol) or symbol in self._positions:
-            low_reach, high_reach = self._reach(symbol)
-            ok &= (low > low_reach) & (high < high_reach)
-        off = np.flatnonzero(~ok)
-        return int(off[0]) if len(off) else len(ts)
+        newer = last[0] if last is not None else None
+        low_reach, high_reach = self._reach(symbol) if (self._open.get(symbol) or symbol in self._positions) else (-_INF, _INF)
+        for i in range(start, stop):
+            lo, h = low[i], high[i]
+            if (not (0 < open[i] < _INF and 0 < h < _INF and 0 < lo < _INF and 0 < close[i] < _INF and lo > low_reach and h < high_reach)
+                    or (newer is not None and ts[i] <= newer)):
+                return i - start
+        return stop - start
 
     def feed_quiet(self, symbol: str, ts: Any, open: Any, high: Any, low: Any, close: Any, volume: Any) -> None:
         """Feed bars that :meth:`quiet_bars` counted, at once: the same state as :meth:`feed_bar` on each.
