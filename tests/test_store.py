@@ -190,3 +190,56 @@ def test_deferred_rows_commit_with_commit_now_and_vanish_with_a_failed_batch(tmp
         store.insert_order(_order("ahead"), defer=True)  # stored earlier: refused when it goes in, nothing half-written
         store.insert_fill(_fill("t10"), defer=True)
     assert store.order("twice") is None and [f["venue_trade_id"] for f in store.fills()] == ["t9"]
+
+
+def test_equity_rows_round_trip_through_blocks_after_older_rows(tmp_path, store):
+    """A store from before equity blocks keeps its rows: equity() gives them, then the blocks, bit for bit, in order."""
+    import numpy as np
+
+    dep(store)
+    con = sqlite3.connect(tmp_path / "wb.sqlite")
+    con.execute("INSERT INTO equity (deployment_id, at, equity, cash, unrealized) VALUES ('d1', 60.0, 100.0, 100.0, 0.0)")
+    con.commit()
+    rng = np.random.default_rng(3)
+    first = [(120.0 + 60 * i, *rng.normal(100, 5, 3).tolist()) for i in range(5)]
+    second = [(420.0, 0.1 + 0.2, -0.0, 1e-300)]
+    store.add_equity_rows("d1", first)
+    with store.batch():
+        store.add_equity_rows("d1", second)
+    store.add_equity_rows("d1", [])
+    store.add_equity_rows("other", [(60.0, 1.0, 1.0, 0.0)])
+    eq = store.equity("d1")
+    assert list(eq.columns) == ["deployment_id", "at", "equity", "cash", "unrealized"]
+    assert set(eq["deployment_id"]) == {"d1"}
+    assert [tuple(r) for r in eq[["at", "equity", "cash", "unrealized"]].itertuples(index=False)] == [(60.0, 100.0, 100.0, 0.0), *first, *second]
+    only = store.equity("d1", columns=("equity", "at"))
+    assert list(only.columns) == ["equity", "at"] and only["at"].tolist() == eq["at"].tolist()
+    assert len(store.equity("nobody")) == 0
+    with pytest.raises(StoreError, match="no column 'id'"):
+        store.equity("d1", columns=("id",))
+    with pytest.raises(StoreError, match=r"\(at, equity, cash, unrealized\)"):
+        store.add_equity_rows("d1", [(1.0, 2.0)])
+    assert len(store.equity("d1")) == 7  # the refused rows changed nothing
+
+
+def test_a_version_2_store_gains_equity_blocks_and_keeps_its_rows(tmp_path):
+    """Opening a store written before v3 migrates it in place; its equity rows are still read."""
+    from sqlalchemy import create_engine
+
+    from workbench.store import schema
+    from workbench.store.migrations import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        schema.schema_version.create(conn)
+        for number, step in MIGRATIONS[:2]:
+            step(conn)
+            conn.exec_driver_sql(f"INSERT INTO schema_version (version, applied_at) VALUES ({number}, 0)")
+        conn.exec_driver_sql("INSERT INTO equity (deployment_id, at, equity, cash, unrealized) VALUES ('d1', 60.0, 99.5, 90.0, 9.5)")
+    engine.dispose()
+    store = Store(path)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == LATEST >= 3
+    store.add_equity_rows("d1", [(120.0, 101.0, 90.0, 11.0)])
+    assert store.equity("d1")[["at", "equity"]].values.tolist() == [[60.0, 99.5], [120.0, 101.0]]

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, create_engine, delete, event, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -39,6 +40,10 @@ def _url(target: str | Path) -> str:
         return "sqlite://"
     Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(text).expanduser()}"
+
+
+#: the columns of :meth:`Store.equity`
+EQUITY_COLUMNS = ("deployment_id", "at", "equity", "cash", "unrealized")
 
 
 class Store:
@@ -430,13 +435,33 @@ class Store:
 
     # -- equity, risk ---------------------------------------------------------
     def add_equity_rows(self, deployment_id: str, rows: Sequence[tuple[float, float, float, float]]) -> None:
-        """Equity rows of one deployment as (at, equity, cash, unrealized) tuples: the engine's bulk form."""
-        if rows:
-            sql = self._sql["equity"].insert_rows(("deployment_id", "at", "equity", "cash", "unrealized"))
-            self._raw(sql, [(deployment_id, *r) for r in rows], many=True, table="equity")
+        """Equity rows of one deployment as (at, equity, cash, unrealized) tuples, written as one block."""
+        if not rows:
+            return
+        data = np.asarray(rows, dtype="<f8")
+        if data.ndim != 2 or data.shape[1] != 4:
+            raise StoreError(f"Equity rows are (at, equity, cash, unrealized) tuples; got an array of shape {data.shape}.")
+        self._insert("equity_blocks", {"deployment_id": deployment_id, "first_at": float(data[0, 0]), "last_at": float(data[-1, 0]),
+                                       "rows": len(data), "data": data.tobytes()})
 
     def equity(self, deployment_id: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        return self.frame("equity", columns, deployment_id=deployment_id)
+        """A deployment's equity rows in the order they were written (at, equity, cash, unrealized; or `columns`)."""
+        names = list(columns) if columns is not None else list(EQUITY_COLUMNS)
+        unknown = [c for c in names if c not in EQUITY_COLUMNS]
+        if unknown:
+            raise StoreError(f"Equity rows have no column {unknown[0]!r}; columns: {', '.join(EQUITY_COLUMNS)}.")
+        values = [c for c in names if c != "deployment_id"] or ["at"]
+        older = self.frame("equity", values, deployment_id=deployment_id)  # rows written before blocks (schema v3)
+        sql = self._sql["equity_blocks"]
+        blocks = self._raw(f"SELECT data FROM equity_blocks WHERE deployment_id = {sql.ph('d')} ORDER BY id", {"d": deployment_id}, fetch=True).rows
+        parts = [older.to_numpy(dtype=np.float64)] if len(older) else []
+        index = [EQUITY_COLUMNS.index(c) - 1 for c in values]
+        parts += [np.frombuffer(bytes(b[0]), dtype="<f8").reshape(-1, 4)[:, index] for b in blocks]
+        data = np.concatenate(parts) if parts else np.empty((0, len(values)))
+        df = pd.DataFrame(data, columns=values)
+        if "deployment_id" in names:
+            df.insert(names.index("deployment_id"), "deployment_id", deployment_id)
+        return df[names]
 
     def add_risk_event(self, deployment_id: str | None, kind: str, reason: str, details: Mapping[str, Any] | None = None, symbol: str | None = None, at: float | None = None) -> None:
         self._insert("risk_events", {"deployment_id": deployment_id, "at": at or time.time(), "kind": kind, "symbol": symbol, "reason": reason, "details": details or {}})

@@ -26,8 +26,13 @@ def _v2(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v3(conn: Connection) -> None:
+    """Equity rows written in blocks (``equity_blocks``); the ``equity`` table keeps the rows written before."""
+    s.equity_blocks.create(conn, checkfirst=True)
+
+
 #: (version, migration); append new ones, never edit old ones
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 LATEST = MIGRATIONS[-1][0]
 
 
