@@ -381,3 +381,27 @@ def test_full_store_stops_trading_instead_of_trading_blind(tmp_path, venue_in_st
         state = reopened.load_venue_state(f"paper:{rt.id}") or {"orders": []}
         assert {o["clientOrderId"] for o in state["orders"]} == recorded
         assert not recorded & set(sent_ids), "the failing bar left nothing half-written"
+
+
+def test_a_running_engine_stores_each_ticks_equity_as_the_tick_ends(engine):
+    """Engine.run writes the equity rows (and cursor) of the bars a tick brought before the next tick, not 1000 bars later."""
+    import asyncio
+
+    from workbench.engine.feeds import SampleFeed
+
+    df = sample_ohlcv("BTC/USDT", "1h", 40)
+    start = df.index[0].timestamp()
+    engine.clock.set(start + 3600)
+    rt = engine.deploy(spec())
+    seen: list[tuple[int, int]] = []
+
+    def until() -> bool:
+        seen.append((len(engine.store.equity(rt.id)), len(rt.history["BTC/USDT"])))
+        engine.clock.set(engine.clock.now() + 3600)
+        return len(seen) > 6
+
+    asyncio.run(engine.run(SampleFeed(), poll_seconds=0, until=until))
+    assert seen[0] == (0, 0)
+    for stored, bars in seen[1:]:
+        assert stored == bars > 0, seen
+    assert engine.store.deployment(rt.id)["cursor"] == {"BTC/USDT": int(rt.cursor["BTC/USDT"])}

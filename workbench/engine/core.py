@@ -362,9 +362,11 @@ class Engine:
             pass  # the store is the problem; the in-memory status already blocks trading
         self._emit("status", {"deployment_id": rt.id, "from": "active", "to": "error", "reason": str(exc)})
 
-    def flush(self) -> None:
+    def flush(self, pending_only: bool = False) -> None:
+        """Write every deployment's batched equity rows, cursor and risk state (`pending_only`: those with rows waiting)."""
         for rt in self.deployments.values():
-            rt.flush()
+            if not pending_only or rt.unflushed:
+                rt.flush()
 
     async def run(self, feed: Any, poll_seconds: float = 0.5, until: Callable[[], bool] | None = None, sync: Any = None) -> None:
         """Run until `until()` is true: take closed bars from `feed`, and commands from the store.
@@ -384,6 +386,7 @@ class Engine:
                 reconnector.poll()
                 for bar in feed.poll(self):
                     self.on_bar(*bar)
+                self.flush(pending_only=True)  # a live tick's equity, cursor and risk state are stored as it ends
                 self.process_commands()
                 self.refresh_manual_orders()
                 if sync is not None:

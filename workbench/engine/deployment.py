@@ -648,6 +648,11 @@ class DeploymentRuntime:
     def _error(self, message: str) -> None:
         self.store.audit("engine", "error", self.id, {"message": message})
 
+    @property
+    def unflushed(self) -> int:
+        """Equity rows waiting for :meth:`flush`."""
+        return len(self._equity_rows)
+
     def flush(self) -> None:
         """Write batched equity rows, the bar cursor and the risk guard state."""
         rows, self._equity_rows = self._equity_rows, []
