@@ -249,9 +249,11 @@ def _store_contents(store: Store) -> dict[str, list]:
     """Every row a replay wrote, without wall-clock columns (NaN as None, so rows compare equal)."""
     wall = {"venue_state": ["updated_at"], "status_changes": ["at"], "audit": ["at"], "deployments": ["created_at", "updated_at", "started_at"]}
     out = {}
-    for table in ("orders", "fills", "positions", "trades", "equity", "risk_events", "venue_state", "status_changes", "deployments"):
+    for table in ("orders", "fills", "positions", "trades", "risk_events", "venue_state", "status_changes", "deployments"):
         df = store.frame(table).drop(columns=wall.get(table, []))
         out[table] = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in df.to_dict("records")]
+    out["equity"] = [r for d in store.deployments() for r in store.equity(d["id"]).to_dict("records")]  # blocks may split differently
+    assert out["equity"]
     return out
 
 

@@ -114,7 +114,7 @@ def assert_no_duplicates_or_losses(store, emu, dep_id):
 
 
 def processed_minutes(store, dep_id) -> list[float]:
-    return sorted(store.frame("equity", deployment_id=dep_id)["at"].tolist())
+    return sorted(store.equity(dep_id)["at"].tolist())
 
 
 def test_venue_down_for_a_minute_pauses_its_deployment_others_keep_trading_nothing_duplicated(world):
