@@ -111,5 +111,10 @@ def floor_to_step(amount: float, step: float | None) -> float:
     if not step:
         return amount
     n = math.floor(amount / step * (1 + 1e-12))
-    decimals = max(0, -math.floor(math.log10(step)) + 2)
+    decimals = _DECIMALS.get(step)
+    if decimals is None:
+        decimals = _DECIMALS[step] = max(0, -math.floor(math.log10(step)) + 2)
     return round(n * step, decimals)
+
+
+_DECIMALS: dict[float, int] = {}  # per step, the decimals floor_to_step rounds to

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -69,8 +70,8 @@ class DeploymentRuntime:
         self.cursor: dict[str, int] = {}
         self.warmup = strategy.warmup(params)
         self.history: dict[str, deque] = {s: deque(maxlen=self.warmup) for s in spec.symbols}
-        self.precomputed: dict[str, dict[int, tuple[bool, bool, bool, bool, float]]] = {}
-        self._signal_ts: dict[str, np.ndarray] = {}  # per symbol, the precomputed bars with a signal (sorted)
+        self.precomputed: dict[str, dict[int, Decision]] = {}  # per symbol, the decision of each bar with a signal
+        self._signal_ts: dict[str, list[int]] = {}  # per symbol, the precomputed bars with a signal (sorted)
         self._equity_rows: list[tuple[float, float, float, float]] = []  # (at, equity, cash, unrealized)
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
@@ -115,16 +116,14 @@ class DeploymentRuntime:
         ts = (df.index.as_unit("ms").asi8).tolist()
         e, x, se, sx, c = (np.asarray(a) for a in (sig.entries, sig.exits, sig.short_entries, sig.short_exits, sig.confidence))
         hot = np.flatnonzero(e | x | se | sx)
-        self.precomputed[symbol] = {ts[i]: (bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]), float(c[i])) for i in hot}
-        self._signal_ts[symbol] = np.asarray(ts, dtype=np.int64)[hot]
+        times = pd.to_datetime(np.asarray(ts, dtype=np.int64)[hot], unit="ms", utc=True)
+        self.precomputed[symbol] = {ts[i]: Decision(t, bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]), float(c[i])) for i, t in zip(hot, times, strict=True)}
+        self._signal_ts[symbol] = [ts[i] for i in hot]
 
     def decide(self, symbol: str, ts_ms: int) -> Decision:
         table = self.precomputed.get(symbol)
         if table is not None:
-            hit = table.get(ts_ms)
-            if hit is None:
-                return _HOLD
-            return Decision(pd.Timestamp(ts_ms, unit="ms", tz="UTC"), *hit)
+            return table.get(ts_ms, _HOLD)
         buf = self.history[symbol]
         if len(buf) < 2:
             return _HOLD
@@ -225,10 +224,10 @@ class DeploymentRuntime:
         if (not self.venue_in_store or self.status not in ("active", "paused") or len(self.spec.symbols) != 1
                 or symbol not in self._signal_ts or start >= stop or ts[start] <= self.cursor.get(symbol, -1)):
             return start
-        hot, times = self._signal_ts[symbol], bars.arrays[0]
-        k = int(hot.searchsorted(ts[start]))
+        hot = self._signal_ts[symbol]
+        k = bisect_left(hot, ts[start])
         if k < len(hot):
-            stop = min(stop, int(times.searchsorted(hot[k])))
+            stop = min(stop, bisect_left(ts, hot[k], start, stop))
         exchange = self.venue.exchange  # type: ignore[attr-defined]
         end = start + exchange.quiet_bars(symbol, ts, o, h, lo, c, start, stop) if stop > start else start
         end = self._untouched(symbol, o, h, lo, start, end)

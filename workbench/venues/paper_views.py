@@ -5,6 +5,7 @@ A mixin of :class:`workbench.venues.paper.PaperExchange` (after
 """
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -15,10 +16,15 @@ from ..timeframes import timeframe_seconds
 from .paper_accounts import PaperAccounts
 
 _DAY_MS = 86_400_000
+_YEAR_10000_MS = 253_402_300_800_000
 
 
 @lru_cache(maxsize=4096)
 def _iso8601(timestamp: int) -> str | None:
+    """ccxt's iso8601 of an int (ms), formatted by the C library (ccxt builds a datetime: ~10x slower)."""
+    if 0 <= timestamp < _YEAR_10000_MS:
+        seconds, ms = divmod(timestamp, 1000)
+        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{ms:03d}Z"
     return ccxt.Exchange.iso8601(timestamp)
 
 
