@@ -529,8 +529,10 @@ class PaperExchange(PaperViews, ccxt.Exchange):
     # -- orders -----------------------------------------------------------------
     def create_order(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
                      params: dict | None = None) -> dict[str, Any]:
-        params = dict(params or {})
-        market = self._market(symbol)
+        params = dict(params) if params else {}
+        market = self.markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            market = self._market(symbol)
         if type not in ("market", "limit"):
             raise ccxt.InvalidOrder(f"paper order type must be 'market' or 'limit', got {type!r}.")
         if side not in ("buy", "sell"):
@@ -549,7 +551,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         sl = _level(params.pop("stopLossPrice", None), "stopLossPrice")
         tp = _level(params.pop("takeProfitPrice", None), "takeProfitPrice")
         trig = _level(params.pop("triggerPrice", params.pop("stopPrice", None)), "triggerPrice")
-        if sum(x is not None for x in (sl, tp, trig)) > 1:
+        if (sl is not None) + (tp is not None) + (trig is not None) > 1:
             raise ccxt.InvalidOrder("paper takes one of stopLossPrice, takeProfitPrice, triggerPrice per order: "
                                     "place the stop loss and the take profit as two orders.")
         if "leverage" in params:

@@ -19,13 +19,21 @@ _DAY_MS = 86_400_000
 _YEAR_10000_MS = 253_402_300_800_000
 
 
-@lru_cache(maxsize=4096)
 def _iso8601(timestamp: int) -> str | None:
-    """ccxt's iso8601 of an int (ms), formatted by the C library (ccxt builds a datetime: ~10x slower)."""
+    """ccxt's iso8601 of an int (ms), its date part remembered per day (ccxt builds a datetime: ~10x slower)."""
     if 0 <= timestamp < _YEAR_10000_MS:
-        seconds, ms = divmod(timestamp, 1000)
-        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{ms:03d}Z"
+        day, ms = divmod(timestamp, _DAY_MS)
+        seconds, ms = divmod(ms, 1000)
+        hours, seconds = divmod(seconds, 3600)
+        minutes, seconds = divmod(seconds, 60)
+        return f"{_day_text(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
     return ccxt.Exchange.iso8601(timestamp)
+
+
+@lru_cache(maxsize=1024)
+def _day_text(day: int) -> str:
+    """'YYYY-MM-DD' of day number `day` since 1970-01-01 (UTC)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
 
 
 class PaperViews(PaperAccounts):
@@ -33,8 +41,8 @@ class PaperViews(PaperAccounts):
 
     @staticmethod
     def iso8601(timestamp: Any = None) -> str | None:
-        """ccxt's iso8601, remembered: the paper venue formats the same few bar times again and again."""
-        return _iso8601(timestamp) if isinstance(timestamp, int) else ccxt.Exchange.iso8601(timestamp)
+        """ccxt's iso8601 (the same text), fast for int milliseconds: the paper venue formats a time per order and trade."""
+        return _iso8601(timestamp) if type(timestamp) is int else ccxt.Exchange.iso8601(timestamp)
 
     # -- orders and trades ------------------------------------------------------------
     def _trade_out(self, t: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +55,11 @@ class PaperViews(PaperAccounts):
         }
 
     def _order_out(self, o: dict[str, Any]) -> dict[str, Any]:
-        trades = [self._trades_by_id()[tid] for tid in o["trades"]]
+        if o["trades"]:
+            index = self._trades_by_id()
+            trades = [self._trade_out(index[tid]) for tid in o["trades"]]
+        else:
+            trades = []
         filled = o["filled"]
         average = o["cost"] / (filled * (self.markets[o["symbol"]]["contractSize"] or 1.0)) if filled else None
         fee_ = {"cost": o["fee"], "currency": o["feeCurrency"]}
@@ -63,8 +75,8 @@ class PaperViews(PaperAccounts):
             "stopLossPrice": o["stopLossPrice"], "takeProfitPrice": o["takeProfitPrice"],
             "amount": o["amount"], "cost": o["cost"], "average": average, "filled": filled,
             "remaining": 0.0 if o["status"] == "closed" else max(round(o["amount"] - filled, 12), 0.0),
-            "status": o["status"], "fee": fee_, "fees": [dict(fee_)],
-            "trades": [self._trade_out(t) for t in trades],
+            "status": o["status"], "fee": fee_, "fees": [{"cost": o["fee"], "currency": o["feeCurrency"]}],
+            "trades": trades,
         }
 
     def _trades_by_id(self) -> dict[str, dict[str, Any]]:
