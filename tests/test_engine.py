@@ -407,3 +407,36 @@ def test_a_running_engine_stores_each_ticks_equity_as_the_tick_ends(engine):
     for stored, bars in seen[1:]:
         assert stored == bars > 0, seen
     assert engine.store.deployment(rt.id)["cursor"] == {"BTC/USDT": int(rt.cursor["BTC/USDT"])}
+
+
+def test_a_stop_the_venue_refuses_leaves_no_phantom_stop_and_is_a_risk_event(engine):
+    """The venue refuses every stop loss: each position records an 'unprotected' risk event, watches no stop
+    loss (nothing to look up or cancel), keeps its take profit, and still closes by signal or take profit."""
+    import ccxt
+
+    rt = engine.deploy(spec(risk=NO_PAUSES | {"stop_loss": 0.02, "take_profit": 0.03}))
+    exchange = rt.venue.exchange
+    real_create = exchange.create_order
+
+    def refuse_stops(symbol, type, side, amount, price=None, params=None):
+        if params and "stopLossPrice" in params:
+            raise ccxt.InvalidOrder("paper: stop orders are disabled on this account")
+        return real_create(symbol, type, side, amount, price, params)
+
+    exchange.create_order = refuse_stops
+    lookups = []
+    real_fetch = exchange.fetch_order
+    exchange.fetch_order = lambda id, symbol=None, params=None: lookups.append((id, params)) or real_fetch(id, symbol, params)
+    feed(engine, {"BTC/USDT": sample_ohlcv("BTC/USDT", "1h", 1500)}, engine.clock)
+    rt.flush()
+    trades = engine.store.trades(rt.id)
+    orders = engine.store.frame("orders", deployment_id=rt.id)
+    events = engine.store.frame("risk_events", deployment_id=rt.id)
+    entries = (orders["purpose"] == "entry").sum()
+    assert len(trades) >= 5 and set(trades["exit_reason"]) <= {"signal", "take_profit"}
+    assert (orders.loc[orders["purpose"] == "stop_loss", "status"] == "rejected").all()
+    assert (orders.loc[orders["purpose"] == "take_profit", "status"] != "rejected").all()
+    unprotected = events[events["kind"] == "unprotected"]
+    assert len(unprotected) == entries and unprotected["reason"].str.contains("refused the stop loss").all()
+    assert all(p.sl_cid is None and p.tp_cid is not None for p in rt.ledger.positions.values())
+    assert not [cid for _, params in lookups if params for cid in params.values() if str(cid).endswith("-sl")]

@@ -293,3 +293,29 @@ def test_permanent_errors_surface_at_once_with_their_kind():
     with pytest.raises(VenueError) as err:
         venue.load_markets()
     assert err.value.kind == "AuthenticationError" and ex.calls == 1 and "API key is invalid" in str(err.value)
+
+
+def test_reduce_only_orders_under_the_minimum_value_still_go_out_and_client_id_lookups_stay_direct():
+    """An exit or stop worth less than the venue's minimum order value is sent (a position must stay closable);
+    an opening order under it is refused before sending. A client id the paper venue does not know is answered
+    by one lookup, never by listing every closed order (that made long replays quadratic)."""
+    from workbench.venues.paper import PaperExchange
+
+    ex = PaperExchange({"balance": {"USDT": 100}})
+    venue = CcxtVenue(ex, venue_id="paper:t", sleep=lambda s: None)
+    ex.feed_bar("BTC/USDT", 1_704_067_200_000, 50_100.0, 50_100.0, 50_100.0, 50_100.0, 1.0)
+    assert venue.market("BTC/USDT").min_notional == 5.0
+    entry = venue.create_order(OrderRequest("BTC/USDT", "buy", "market", 0.0001, "e1"))
+    assert entry["status"] == "closed" and entry["filled"] == 0.0001  # worth 5.01
+    stop = venue.create_order(OrderRequest("BTC/USDT", "sell", "stop", 0.0001, "sl1", stop_loss_price=49_098.0, reduce_only=True))
+    assert stop["status"] == "open" and stop["stopLossPrice"] == 49_098.0  # worth 4.91: under the minimum, placed
+    with pytest.raises(ConfigError, match="below the minimum 5.0"):
+        venue.create_order(OrderRequest("BTC/USDT", "buy", "stop", 0.0001, "b2", trigger_price=49_000.0))
+    listed = []
+    for name in ("fetch_orders", "fetch_open_orders", "fetch_closed_orders"):
+        real = getattr(ex, name)
+        setattr(ex, name, lambda *a, real=real, name=name, **k: listed.append(name) or real(*a, **k))
+    assert venue.fetch_order("BTC/USDT", client_order_id="sl1")["id"] == stop["id"]
+    assert venue.fetch_order("BTC/USDT", client_order_id="never-sent") is None
+    assert venue.fetch_order("BTC/USDT", order_id="999", client_order_id="never-sent") is None
+    assert listed == []

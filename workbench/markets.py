@@ -58,8 +58,14 @@ class MarketRules:
             return price
         return round(round(price / self.price_step) * self.price_step, 12)
 
-    def check(self, amount: float, price: float) -> None:
-        """Raise ConfigError if `amount` at `price` breaks this market's limits."""
+    def check(self, amount: float, price: float, reduce_only: bool = False) -> None:
+        """Raise ConfigError if `amount` at `price` breaks this market's limits.
+
+        A `reduce_only` order (an exit, a stop) is not held to the minimum order
+        value: derivatives venues exempt it, a position worth less than the
+        minimum must still be closable, and a venue that does hold it to the
+        minimum says so itself.
+        """
         if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount > 0):
             raise ConfigError(f"Order amount must be a positive number, got {amount!r}.")
         if self.min_amount and amount < self.min_amount * (1 - 1e-9):
@@ -67,7 +73,7 @@ class MarketRules:
         if self.max_amount and amount > self.max_amount * (1 + 1e-9):
             raise ConfigError(f"{self.symbol}: amount {amount} is above the maximum {self.max_amount}; split the order.")
         notional = amount * price * self.contract_size
-        if self.min_notional and notional < self.min_notional * (1 - 1e-9):
+        if self.min_notional and not reduce_only and notional < self.min_notional * (1 - 1e-9):
             raise ConfigError(
                 f"{self.symbol}: order value {notional:.4f} {self.quote} is below the minimum {self.min_notional}; "
                 "increase the amount."

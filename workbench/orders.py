@@ -17,7 +17,6 @@ an ``Engine`` so the close is booked as its trade (exit reason 'manual').
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import uuid
@@ -126,8 +125,7 @@ class OrderDesk:
             raise ConfigError(f"{symbol}: amount {amount} rounds to 0 at the step {rules.amount_step}; use at least {rules.amount_step}.")
         px = rules.round_price(float(price)) if price is not None else None
         ref = px or self._last_price(symbol)
-        # a reduce-only close may be worth less than the venue's minimum order value
-        (dataclasses.replace(rules, min_notional=None) if reduce_only else rules).check(rounded, ref)
+        rules.check(rounded, ref, reduce_only=reduce_only)
         notional = rounded * ref * (rules.contract_size or 1.0)
         if self.max_notional is not None and notional > self.max_notional * (1 + 1e-9):
             raise ConfigError(f"{symbol}: order value {notional:,.2f} {rules.quote} is above the desk's cap {self.max_notional:,.2f}; lower the amount.")

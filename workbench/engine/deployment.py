@@ -439,13 +439,28 @@ class DeploymentRuntime:
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id,
                            known=False if fresh else None)
             pos.sl_order_id = o.get("id") if o else None
+            if o is None:
+                self._unprotected(pos, "stop loss", pos.sl_cid, sl)
+                pos.sl_cid = None
         if tp == tp and want_tp:
             pos.tp_cid = client_order_id(self.id, pos.symbol, ts_ms, "tp")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id,
                            known=False if fresh else None)
             pos.tp_order_id = o.get("id") if o else None
+            if o is None:
+                self._unprotected(pos, "take profit", pos.tp_cid, tp)
+                pos.tp_cid = None
         if not stored:
             self.store.update_position(pos.id, sl_price=None if sl != sl else sl, tp_price=None if tp != tp else tp)
+
+    def _unprotected(self, pos: OpenPosition, what: str, cid: str, level: float) -> None:
+        """A protective order the venue refused: recorded as a risk event; the position watches no such order.
+
+        (A restart places it again: recovery protects a position without one.)
+        """
+        self._risk_event("unprotected", f"The venue refused the {what} of the {pos.side} {pos.symbol} position at {level:.8g} "
+                         f"(order {cid}; its error is on the order): the position has no {what} until it is placed again.",
+                         {"position_id": pos.id, "order": cid, "level": level}, pos.symbol)
 
     # -- exits ----------------------------------------------------------------
     def _check_protection(self, symbol: str, ts_ms: int, o: float, h: float, lo: float) -> bool:

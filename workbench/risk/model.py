@@ -11,7 +11,7 @@ from typing import Any, Literal
 from ..errors import ConfigError
 
 Level = Literal["LOW", "MEDIUM", "HIGH"]
-EVENT_KINDS = ("denied", "paused", "resumed")
+EVENT_KINDS = ("denied", "paused", "resumed", "unprotected")
 
 
 @dataclass(frozen=True)

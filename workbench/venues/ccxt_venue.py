@@ -36,7 +36,7 @@ PERMANENT = (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.InsufficientF
 FETCH_ORDER_PARAMS: dict[str, dict[str, Any]] = {"bybit": {"acknowledged": True}}
 #: exchanges whose fetch_order takes a client id param; the rest list orders filtered by one
 CLIENT_ID_FETCH_ORDER: dict[str, str] = {"binance": "origClientOrderId", "binanceusdm": "origClientOrderId",
-                                         "binancecoinm": "origClientOrderId"}
+                                         "binancecoinm": "origClientOrderId", "paper": "clientOrderId"}
 CLIENT_ID_LIST_FILTER: dict[str, tuple[str, tuple[str, ...]]] = {
     "bybit": ("orderLinkId", ("fetch_open_orders", "fetch_canceled_and_closed_orders")),
 }
@@ -287,7 +287,7 @@ class CcxtVenue:
         if ref_price is None:
             ticker = self.fetch_ticker(request.symbol)
             ref_price = float(ticker.get("last") or ticker.get("close") or 0) or None
-        rules.check(amount, ref_price or 0.0) if ref_price else rules.check(amount, 0.0)
+        rules.check(amount, ref_price or 0.0, reduce_only=request.reduce_only)
         symbol, kind, side, _, _, params = request.ccxt_args()
         for key in ("stopLossPrice", "takeProfitPrice", "triggerPrice"):
             if key in params:

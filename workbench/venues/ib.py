@@ -290,7 +290,8 @@ class IBVenue:
         rules = self.market(request.symbol)
         amount = rules.round_amount(request.amount)
         price = rules.round_price(request.price) if request.price else None
-        rules.check(amount, price or request.trigger_price or request.stop_loss_price or request.take_profit_price or 0.0)
+        rules.check(amount, price or request.trigger_price or request.stop_loss_price or request.take_profit_price or 0.0,
+                    reduce_only=request.reduce_only)
         action = "BUY" if request.side == "buy" else "SELL"
         trigger = request.trigger_price or request.stop_loss_price
         if request.type == "limit":
