@@ -524,3 +524,15 @@ def test_quiet_bars_leave_the_guard_as_updating_bar_by_bar(daily, drawdown, star
     rest = [quiet.update(e, t) for e, t in zip(equity[n:], times[n:], strict=True)]
     assert [[(e.kind, e.reason) for e in ev] for ev in rest] == [[(e.kind, e.reason) for e in ev] for ev in events[n:]]
     assert quiet.state() == stepped.state()
+
+
+def test_quiet_answers_alike_for_one_equity_until_the_day_ends():
+    """A replay takes a flat stretch's bars at once up to day_end: quiet() is the same for one equity until then."""
+    limits = RiskLimits(daily_loss_limit=0.01, drawdown_limit=0.02, cooldown_seconds=0)
+    t0 = datetime(2024, 5, 7, 13, 30, tzinfo=UTC).timestamp()
+    guard = RiskGuard(limits)
+    guard.update(10_000.0, t0)
+    assert guard.day_end == datetime(2024, 5, 8, tzinfo=UTC).timestamp()
+    assert all(guard.quiet(9_950.0, t) for t in (t0 + 60, t0 + 3_600, guard.day_end - 1e-6))
+    assert not guard.quiet(9_950.0, guard.day_end)  # a new day: update() moves the day's start
+    assert not guard.quiet(9_899.0, t0 + 120)  # the daily loss limit is reached: update() pauses

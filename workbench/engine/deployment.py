@@ -260,10 +260,11 @@ class DeploymentRuntime:
         peak = self.peak_equity
         pos = self.ledger.positions.get(symbol)
         i = start
-        if pos is None:
+        if pos is None:  # the equity is the cash on every bar: the guard answers alike for a whole UTC day
             while i < end and guard.quiet(cash, now[i]):
-                rows.append((ts[i] / 1000.0, cash, cash, 0.0))
-                i += 1
+                j = max(i + 1, bisect_left(now, guard.day_end, i, end))
+                rows.extend([(t / 1000.0, cash, cash, 0.0) for t in ts[i:j]])
+                i = j
             if i > start and cash > peak:
                 peak = cash
         else:

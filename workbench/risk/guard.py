@@ -63,6 +63,11 @@ class RiskGuard:
     def paused(self) -> bool:
         return bool(self.breaches)
 
+    @property
+    def day_end(self) -> float:
+        """When the UTC day of the last update ends (s): :meth:`quiet` answers alike for one equity until then."""
+        return self._day_hi
+
     # -- the state machine ----------------------------------------------------
     def update(self, view: PortfolioView | float, now: float | datetime) -> list[RiskEvent]:
         """Take in the books (a view, or just the equity) at `now`; return the 'paused' and 'resumed' events this causes.
