@@ -668,3 +668,10 @@ def test_quiet_bars_fed_as_arrays_equal_feeding_each_bar(leverage, side, levels,
     assert arrays.snapshot() == each.snapshot()
     assert arrays.fetch_ohlcv(PERP, "1h") == each.fetch_ohlcv(PERP, "1h")
     assert arrays.fetch_ticker(PERP) == each.fetch_ticker(PERP)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(-10, 10**16), st.sampled_from([0, 86_399_999, 86_400_000, 253_402_300_799_999, 253_402_300_800_000, True, None, 1.5])))
+def test_order_times_are_formatted_exactly_as_ccxt_does(timestamp):
+    """The paper venue formats its own ISO-8601 times (faster); the text is ccxt's for every input."""
+    assert PaperExchange.iso8601(timestamp) == ccxt.Exchange.iso8601(timestamp)

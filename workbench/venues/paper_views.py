@@ -20,20 +20,22 @@ _YEAR_10000_MS = 253_402_300_800_000
 
 
 def _iso8601(timestamp: int) -> str | None:
-    """ccxt's iso8601 of an int (ms), its date part remembered per day (ccxt builds a datetime: ~10x slower)."""
+    """ccxt's iso8601 of an int (ms) from remembered parts (ccxt builds a datetime per call: ~5x slower)."""
     if 0 <= timestamp < _YEAR_10000_MS:
         day, ms = divmod(timestamp, _DAY_MS)
-        seconds, ms = divmod(ms, 1000)
-        hours, seconds = divmod(seconds, 3600)
-        minutes, seconds = divmod(seconds, 60)
-        return f"{_day_text(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
+        return _day_text(day) + _MINUTES[ms // 60_000] + _SECONDS[ms // 1000 % 60] + _MILLIS[ms % 1000]
     return ccxt.Exchange.iso8601(timestamp)
 
 
 @lru_cache(maxsize=1024)
 def _day_text(day: int) -> str:
-    """'YYYY-MM-DD' of day number `day` since 1970-01-01 (UTC)."""
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+    """'YYYY-MM-DDT' of day number `day` since 1970-01-01 (UTC)."""
+    return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+
+
+_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS = [f"{s:02d}." for s in range(60)]
+_MILLIS = [f"{m:03d}Z" for m in range(1000)]
 
 
 class PaperViews(PaperAccounts):
