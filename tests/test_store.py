@@ -243,3 +243,31 @@ def test_a_version_2_store_gains_equity_blocks_and_keeps_its_rows(tmp_path):
     assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == LATEST >= 3
     store.add_equity_rows("d1", [(120.0, 101.0, 90.0, 11.0)])
     assert store.equity("d1")[["at", "equity"]].values.tolist() == [[60.0, 99.5], [120.0, 101.0]]
+
+
+def test_deferred_position_closes_are_seen_by_reads_and_vanish_with_a_failed_batch(tmp_path, store):
+    """close_position(defer=True) keeps the close and its trade for the batch's end: reads see them, a failure drops both."""
+    other = Store(tmp_path / "other.sqlite")
+    trade = {"deployment_id": "d1", "symbol": "BTC/USDT", "side": "long", "amount": 1.0, "entry_price": 100.0,
+             "entry_at": 1.0, "exit_price": 110.0, "exit_at": 2.0, "fees": 0.2, "pnl": 9.8, "pnl_pct": 0.098, "exit_reason": "signal"}
+    for s, defer in ((store, True), (other, False)):
+        with s.batch():
+            ids = [s.open_position({"deployment_id": "d1", "symbol": sym, "side": "long", "amount": 1.0, "entry_price": 100.0,
+                                    "entry_at": 1.0, "entry_fee": 0.1}) for sym in ("BTC/USDT", "ETH/USDT", "SOL/USDT")]
+            s.close_position(ids[0], trade, defer=defer)
+            s.close_position(ids[1], trade | {"symbol": "ETH/USDT", "amount": 0.5, "exit_at": 3.0}, defer=defer)
+            if defer:
+                assert store._local.pending  # not written yet, but a read sees it
+            assert [p["symbol"] for p in s.positions("d1")] == ["SOL/USDT"]
+            s.update_position(ids[1], tp_price=120.0)  # a later write to the table comes after the close
+    assert store.positions("d1", status=None) == other.positions("d1", status=None)
+    assert store.trades("d1").drop(columns="id").equals(other.trades("d1").drop(columns="id"))
+    assert [p["amount"] for p in store.positions("d1", status="closed")] == [1.0, 0.5]
+    with pytest.raises(RuntimeError), store.batch():
+        store.close_position(ids[2], trade | {"symbol": "SOL/USDT"}, defer=True)
+        raise RuntimeError("crash")
+    assert [p["symbol"] for p in store.positions("d1")] == ["SOL/USDT"] and len(store.trades("d1")) == 2
+    with pytest.raises(StoreError, match="already recorded"), store.batch():
+        store.close_position(ids[2], trade | {"symbol": "SOL/USDT"}, defer=True)
+        store.close_position(ids[2], trade | {"symbol": "SOL/USDT"}, defer=True)
+    assert [p["symbol"] for p in store.positions("d1")] == ["SOL/USDT"] and len(store.trades("d1")) == 2

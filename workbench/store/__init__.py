@@ -247,12 +247,16 @@ class Store:
         return pending.get(table, {}).get(key) if pending else None
 
     def _drain(self, table: str | None = None) -> None:
-        """Insert the deferred rows (of `table`, or all): one statement per table, in the order they were written."""
+        """Write the deferred rows (of `table`, or all): one statement per table, in the order they were written."""
         loc = self._local
-        if not loc.pending or (table is not None and table not in loc.pending):
+        if not loc.pending:
             return
-        for name in [table] if table is not None else list(loc.pending):
+        for name in list(loc.pending) if table is None else [n for n in loc.pending if n.split(":")[0] == table]:
             rows = loc.pending.pop(name)
+            if name == _CLOSE_POSITION:  # positions closed in this batch: one UPDATE for all
+                sql = self._sql["positions"]
+                self._raw(sql.update(_CLOSING, "id", key="id"), list(rows.values()), many=True, table="positions")
+                continue
             sql = self._sql[name]
             keys = tuple(c for c in sql.columns if c != "id")
             values = [tuple(map(p.get, keys)) for p in map(sql.params, rows.values())]  # defaults as an immediate insert fills them
@@ -424,11 +428,14 @@ class Store:
         """Mark a position closed and record its trade, atomically (`defer`: the trade row as in :meth:`batch`)."""
         if trade["exit_reason"] not in EXIT_REASONS:
             raise StoreError(f"Unknown exit reason {trade['exit_reason']!r}.")
+        closing = {"status": "closed", "closed_at": trade["exit_at"], "amount": trade["amount"]}
+        row = {"position_id": position_id, **trade}
+        if defer and self._defer("trades", position_id, row):
+            self._defer(_CLOSE_POSITION, position_id, {**closing, "id": position_id})
+            return
         with self._tx():
-            self._update("positions", "id", position_id, {"status": "closed", "closed_at": trade["exit_at"], "amount": trade["amount"]})
-            row = {"position_id": position_id, **trade}
-            if not (defer and self._defer("trades", position_id, row)):
-                self._insert("trades", row)
+            self._update("positions", "id", position_id, closing)
+            self._insert("trades", row)
 
     def trades(self, deployment_id: str | None = None) -> pd.DataFrame:
         return self.frame("trades", **({"deployment_id": deployment_id} if deployment_id else {}))
@@ -584,6 +591,9 @@ class _Batch:
         return False
 
 
+#: deferred position closes (status, closed time, amount), applied as one UPDATE per batch
+_CLOSE_POSITION = "positions:close"
+_CLOSING = ("status", "closed_at", "amount")
 #: deferred rows that may already be stored go in with ON CONFLICT DO NOTHING (as their immediate insert does)
 _DEFER_CONFLICT = {"fills": ("venue", "venue_trade_id")}
 

@@ -61,9 +61,10 @@ class TableSql:
         sql = f"INSERT INTO {self.name} ({', '.join(keys)}) VALUES ({', '.join(mark for _ in keys)})"
         return sql + (f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else "")
 
-    def update(self, keys: Sequence[str], where: str) -> str:
+    def update(self, keys: Sequence[str], where: str, key: str = "_where") -> str:
+        """UPDATE of `keys` on the rows whose `where` column equals parameter `key`."""
         sets = ", ".join(f"{k} = {self.ph(k)}" for k in keys)
-        return f"UPDATE {self.name} SET {sets} WHERE {where} = {self.ph('_where')}"
+        return f"UPDATE {self.name} SET {sets} WHERE {where} = {self.ph(key)}"
 
     def params(self, row: Mapping[str, Any], with_defaults: bool = True) -> dict[str, Any]:
         """Bind values: defaults filled in, JSON columns as text, booleans as 0/1 ints."""
