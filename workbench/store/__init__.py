@@ -119,8 +119,8 @@ class Store:
         order bound for a real venue). Nested batches and transactions join.
 
         Rows written with ``defer=True`` inside a batch (the engine's orders,
-        fills and trades) wait in memory and go in with one statement per
-        table: when the batch commits, and before any statement that could see
+        fills, trades and position closes) wait in memory and go in with one
+        statement per table: when the batch commits, and before any statement that could see
         them (any read, any other write to their table). So they are never
         missing from a read, and a crash loses them only with the rest of the
         batch.
@@ -425,7 +425,7 @@ class Store:
         return self._rows(stmt)
 
     def close_position(self, position_id: int, trade: Mapping[str, Any], defer: bool = False) -> None:
-        """Mark a position closed and record its trade, atomically (`defer`: the trade row as in :meth:`batch`)."""
+        """Mark a position closed and record its trade, atomically (`defer`: both wait as in :meth:`batch`)."""
         if trade["exit_reason"] not in EXIT_REASONS:
             raise StoreError(f"Unknown exit reason {trade['exit_reason']!r}.")
         closing = {"status": "closed", "closed_at": trade["exit_at"], "amount": trade["amount"]}

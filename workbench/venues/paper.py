@@ -529,10 +529,8 @@ class PaperExchange(PaperViews, ccxt.Exchange):
     # -- orders -----------------------------------------------------------------
     def create_order(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
                      params: dict | None = None) -> dict[str, Any]:
-        params = dict(params) if params else {}
-        market = self.markets.get(symbol) if isinstance(symbol, str) else None
-        if market is None:
-            market = self._market(symbol)
+        params = dict(params or {})
+        market = self._market(symbol)
         if type not in ("market", "limit"):
             raise ccxt.InvalidOrder(f"paper order type must be 'market' or 'limit', got {type!r}.")
         if side not in ("buy", "sell"):

@@ -77,7 +77,7 @@ class PaperViews(PaperAccounts):
             "stopLossPrice": o["stopLossPrice"], "takeProfitPrice": o["takeProfitPrice"],
             "amount": o["amount"], "cost": o["cost"], "average": average, "filled": filled,
             "remaining": 0.0 if o["status"] == "closed" else max(round(o["amount"] - filled, 12), 0.0),
-            "status": o["status"], "fee": fee_, "fees": [{"cost": o["fee"], "currency": o["feeCurrency"]}],
+            "status": o["status"], "fee": fee_, "fees": [dict(fee_)],
             "trades": trades,
         }
 
