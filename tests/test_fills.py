@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from vectorbt.portfolio.nb import get_stop_price_nb
 
@@ -53,6 +53,22 @@ def test_market_and_limit_and_fee():
     assert limit_fill("sell", 105.0, 100.0, 104.0, 99.0) is None
     assert fee(-200.0, 0.001) == pytest.approx(0.2)
     assert floor_to_step(1.23456, 0.001) == pytest.approx(1.234)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(amount=st.floats(0, 1e7, allow_nan=False), step=st.sampled_from([1e-8, 1e-6, 1e-4, 0.001, 0.01, 0.1, 1.0, 10.0, 5e-5, 0.25, 0.5, 0.3, 2.5e-3]))
+def test_floor_to_step_is_the_clean_multiple_of_the_step(amount, step):
+    """The fast form (a division by 10**k) gives the float round() gave, and needs no second rounding.
+
+    (Up to 10**12 steps: past that a float cannot hold every multiple of the step.)
+    """
+    assume(amount / step < 1e12)
+    n = math.floor(amount / step * (1 + 1e-12))
+    reference = round(round(n * step, max(0, -math.floor(math.log10(step)) + 2)), 12)
+    out = floor_to_step(amount, step)
+    assert out == reference
+    assert round(out, 12) == out
+    assert out <= amount * (1 + 1e-12) + 1e-12
 
 
 @pytest.mark.parametrize("bad", [-0.001, 0.5, float("nan"), "x"])

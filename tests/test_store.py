@@ -271,3 +271,36 @@ def test_deferred_position_closes_are_seen_by_reads_and_vanish_with_a_failed_bat
         store.close_position(ids[2], trade | {"symbol": "SOL/USDT"}, defer=True)
         store.close_position(ids[2], trade | {"symbol": "SOL/USDT"}, defer=True)
     assert [p["symbol"] for p in store.positions("d1")] == ["SOL/USDT"] and len(store.trades("d1")) == 2
+
+
+def test_deferred_positions_take_the_next_ids_and_equal_immediate_writes(tmp_path, store):
+    """open_position(defer=True): the batch's first position is inserted (the write lock is the batch's), later ones
+    wait with the next ids; reads, updates and closes see them; a failed batch drops them; ids go on after it."""
+    other = Store(tmp_path / "other.sqlite")
+    trade = {"deployment_id": "d1", "symbol": "ETH/USDT", "side": "long", "amount": 1.0, "entry_price": 100.0,
+             "entry_at": 1.0, "exit_price": 110.0, "exit_at": 2.0, "fees": 0.2, "pnl": 9.8, "pnl_pct": 0.098, "exit_reason": "signal"}
+
+    def opened(s, sym, defer):
+        return s.open_position({"deployment_id": "d1", "symbol": sym, "side": "long", "amount": 1.0, "entry_price": 100.0,
+                                "entry_at": 1.0, "entry_fee": 0.1}, defer=defer)
+
+    for s, defer in ((store, True), (other, False)):
+        with s.batch():
+            ids = [opened(s, sym, defer) for sym in ("BTC/USDT", "ETH/USDT", "SOL/USDT")]
+            assert ids == [1, 2, 3]
+            if defer:
+                assert set(store._local.pending["positions"]) == {2, 3}  # the first went in: its insert holds the lock
+            s.update_position(ids[2], tp_price=120.0)
+            s.close_position(ids[1], trade, defer=True)  # opened and closed in one batch: written closed
+            assert [p["symbol"] for p in s.positions("d1")] == ["BTC/USDT", "SOL/USDT"]
+            assert opened(s, "ADA/USDT", defer) == 4  # after a read wrote them, ids go on
+    assert store.positions("d1", status=None) == other.positions("d1", status=None)
+    assert store.trades("d1").drop(columns="id").equals(other.trades("d1").drop(columns="id"))
+    with pytest.raises(RuntimeError), store.batch():
+        assert [opened(store, sym, True) for sym in ("XRP/USDT", "DOT/USDT")] == [5, 6]
+        raise RuntimeError("crash")
+    assert len(store.positions("d1", status=None)) == 4 and store._local.next_position_id is None
+    with store.batch():
+        assert opened(store, "DOT/USDT", True) == 5
+    assert opened(store, "XRP/USDT", True) == 6  # outside a batch: inserted now
+    assert [p["symbol"] for p in store.positions("d1")][-2:] == ["DOT/USDT", "XRP/USDT"]

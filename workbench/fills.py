@@ -106,15 +106,26 @@ def floor_to_step(amount: float, step: float | None) -> float:
     """Round an amount down to the venue's step.
 
     Float residue is tolerated (0.0852 / 0.0001 is 851.9999...): an amount
-    already on the step stays on it instead of losing one step.
+    already on the step stays on it instead of losing one step. The result is
+    the float nearest to the exact multiple of the step, so rounding it again
+    (to 12 places, say) changes nothing.
     """
     if not step:
         return amount
     n = math.floor(amount / step * (1 + 1e-12))
-    decimals = _DECIMALS.get(step)
-    if decimals is None:
-        decimals = _DECIMALS[step] = max(0, -math.floor(math.log10(step)) + 2)
-    return round(n * step, decimals)
+    form = _STEP_FORMS.get(step)
+    if form is None:
+        form = _STEP_FORMS[step] = _step_form(step)
+    divisor, decimals = form
+    # a power of ten: the division is correctly rounded, as round() is, for a fraction of the cost
+    return n / divisor if divisor else round(n * step, decimals)
 
 
-_DECIMALS: dict[float, int] = {}  # per step, the decimals floor_to_step rounds to
+def _step_form(step: float) -> tuple[float | None, int]:
+    """(10**k when `step` is 10**-k, else None; the decimals a multiple of `step` is rounded to)."""
+    k = round(-math.log10(step))
+    divisor = 10.0 ** k if 0 <= k <= 22 and float(f"1e-{k}") == step else None
+    return divisor, max(0, -math.floor(math.log10(step)) + 2)
+
+
+_STEP_FORMS: dict[float, tuple[float | None, int]] = {}  # per step, how floor_to_step rounds to it

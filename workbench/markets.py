@@ -49,8 +49,7 @@ class MarketRules:
 
     def round_amount(self, amount: float) -> float:
         """Amount floored to the step (never rounds up: we never buy more than sized)."""
-        out = floor_to_step(amount, self.amount_step)
-        return round(out, 12)
+        return floor_to_step(amount, self.amount_step) if self.amount_step else round(amount, 12)
 
     def round_price(self, price: float) -> float:
         """Price rounded to the nearest tick."""

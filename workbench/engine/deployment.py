@@ -328,7 +328,7 @@ class DeploymentRuntime:
             "deployment_id": self.id, "symbol": symbol, "side": side, "amount": filled, "entry_price": avg,
             "entry_at": ts_ms / 1000.0, "entry_fee": fee, "confidence": confidence,
             "leverage": float(self.limits.leverage), "sl_price": None if sl != sl else sl, "tp_price": None if tp != tp else tp,
-        })
+        }, defer=True)
         pos = OpenPosition(pos_id, symbol, side, filled, avg, ts_ms / 1000.0, fee, margin, confidence, sl_price=sl, tp_price=tp)
         self.ledger.open(pos)
         self.store.update_order(cid, at=self._now(), position_id=pos_id)

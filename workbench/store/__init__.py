@@ -175,7 +175,7 @@ class Store:
         else:
             loc.hooks = loc.pending = None
         conn, trans = loc.conn, loc.trans
-        loc.conn = loc.trans = None
+        loc.conn = loc.trans = loc.next_position_id = None
         if conn is None:
             return
         try:
@@ -252,13 +252,15 @@ class Store:
         if not loc.pending:
             return
         for name in list(loc.pending) if table is None else [n for n in loc.pending if n.split(":")[0] == table]:
-            rows = loc.pending.pop(name)
+            rows = loc.pending.pop(name, None) if loc.pending else None  # None: a statement below wrote them first
+            if rows is None:
+                continue
             if name == _CLOSE_POSITION:  # positions closed in this batch: one UPDATE for all
                 sql = self._sql["positions"]
                 self._raw(sql.update(_CLOSING, "id", key="id"), list(rows.values()), many=True, table="positions")
                 continue
             sql = self._sql[name]
-            keys = tuple(c for c in sql.columns if c != "id")
+            keys = tuple(c for c in sql.columns if c != "id" or name in _DEFER_WITH_ID)
             values = [tuple(map(p.get, keys)) for p in map(sql.params, rows.values())]  # defaults as an immediate insert fills them
             self._raw(sql.insert_rows(keys, _DEFER_CONFLICT.get(name)), values, many=True, table=name)
         if not loc.pending:
@@ -410,10 +412,31 @@ class Store:
         return self._rows(stmt)
 
     # -- positions and trades -----------------------------------------------
-    def open_position(self, row: Mapping[str, Any]) -> int:
-        return int(self._insert("positions", {"status": "open", **row}) or 0)
+    def open_position(self, row: Mapping[str, Any], defer: bool = False) -> int:
+        """Record an open position; its id.
+
+        `defer` (SQLite, inside a batch): the batch's first position is inserted
+        now, which takes the database's write lock until the batch commits; so
+        the next ids are this batch's to give, and later positions wait as
+        deferred rows (see :meth:`batch`).
+        """
+        row = {"status": "open", **row}
+        loc = self._local
+        if defer and loc.next_position_id is not None and self._defer("positions", loc.next_position_id, row):
+            position_id = loc.next_position_id
+            row["id"] = position_id
+            loc.next_position_id = position_id + 1
+            return position_id
+        position_id = int(self._insert("positions", row) or 0)
+        if defer and loc.batch and loc.conn is not None and self._sqlite:
+            loc.next_position_id = position_id + 1
+        return position_id
 
     def update_position(self, position_id: int, **fields: Any) -> None:
+        row = self._pending("positions", position_id)
+        if row is not None:  # not written yet: the update joins the row
+            row.update(fields)
+            return
         self._update("positions", "id", position_id, fields)
 
     def positions(self, deployment_id: str | None = None, status: str | None = "open") -> list[dict[str, Any]]:
@@ -431,7 +454,11 @@ class Store:
         closing = {"status": "closed", "closed_at": trade["exit_at"], "amount": trade["amount"]}
         row = {"position_id": position_id, **trade}
         if defer and self._defer("trades", position_id, row):
-            self._defer(_CLOSE_POSITION, position_id, {**closing, "id": position_id})
+            opened = self._pending("positions", position_id)
+            if opened is not None:  # opened in this batch: its row is written closed
+                opened.update(closing)
+            else:
+                self._defer(_CLOSE_POSITION, position_id, {**closing, "id": position_id})
             return
         with self._tx():
             self._update("positions", "id", position_id, closing)
@@ -561,6 +588,7 @@ class _TxState(threading.local):
     batch: bool = False
     hooks: dict[str, Callable[[], None]] | None = None
     pending: dict[str, dict[Any, dict[str, Any]]] | None = None  # deferred rows: table -> key -> row
+    next_position_id: int | None = None  # while the batch holds the write lock: the id of its next position
 
 
 class _Batch:
@@ -594,6 +622,8 @@ class _Batch:
 #: deferred position closes (status, closed time, amount), applied as one UPDATE per batch
 _CLOSE_POSITION = "positions:close"
 _CLOSING = ("status", "closed_at", "amount")
+#: deferred rows that carry their id (positions: see Store.open_position)
+_DEFER_WITH_ID = frozenset({"positions"})
 #: deferred rows that may already be stored go in with ON CONFLICT DO NOTHING (as their immediate insert does)
 _DEFER_CONFLICT = {"fills": ("venue", "venue_trade_id")}
 

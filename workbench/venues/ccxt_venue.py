@@ -113,7 +113,11 @@ class CcxtVenue:
             t0 = time.perf_counter()
             try:
                 out = fn(*args, **kwargs)
-                self.connection = ConnectionState("connected", self.clock(), (time.perf_counter() - t0) * 1000, None)
+                state = self.connection
+                if state.status == "connected" and state.error is None and not state.failures and state.retry_at is None:
+                    state.last_ok, state.latency_ms = self.clock(), (time.perf_counter() - t0) * 1000  # the usual case: no new object
+                else:
+                    self.connection = ConnectionState("connected", self.clock(), (time.perf_counter() - t0) * 1000, None)
                 return out
             except PERMANENT as exc:
                 self.connection.error = f"{type(exc).__name__}: {_short(exc)}"

@@ -21,7 +21,7 @@ def step_floor(amount: float, step: float | None) -> float:
     """`amount` floored to `step`, immune to binary noise (3.0 on step 0.001 stays 3.0)."""
     if not step:
         return amount
-    return round(floor_to_step(amount + step * 1e-9, step), 12)
+    return floor_to_step(amount + step * 1e-9, step)
 
 
 class PaperAccounts:
