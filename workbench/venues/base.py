@@ -19,9 +19,9 @@ from ..markets import MarketRules
 OrderType = Literal["market", "limit", "stop"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OrderRequest:
-    """An order as the engine hands it to a venue."""
+    """An order as the engine hands it to a venue (immutable; checked when made)."""
 
     symbol: str
     side: Literal["buy", "sell"]
@@ -37,7 +37,22 @@ class OrderRequest:
     #: the price the engine decided at (a market order's minimum-notional check uses it instead of a ticker)
     reference_price: float | None = None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, symbol: str, side: Literal["buy", "sell"], type: OrderType, amount: float, client_order_id: str,
+        price: float | None = None, trigger_price: float | None = None, stop_loss_price: float | None = None,
+        take_profit_price: float | None = None, reduce_only: bool = False, params: Mapping[str, Any] | None = None,
+        reference_price: float | None = None,
+    ) -> None:
+        # one update of the instance dict: a frozen dataclass's own __init__ sets each field through object.__setattr__
+        # (~3x the cost, on every order)
+        self.__dict__.update(
+            symbol=symbol, side=side, type=type, amount=amount, client_order_id=client_order_id, price=price,
+            trigger_price=trigger_price, stop_loss_price=stop_loss_price, take_profit_price=take_profit_price,
+            reduce_only=reduce_only, params={} if params is None else params, reference_price=reference_price,
+        )
+        self._check()
+
+    def _check(self) -> None:
         if self.side not in ("buy", "sell"):
             raise ConfigError(f"Order side must be 'buy' or 'sell', got {self.side!r}.")
         if self.type not in ("market", "limit", "stop"):
