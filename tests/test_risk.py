@@ -5,6 +5,7 @@ import json
 import math
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -524,6 +525,38 @@ def test_quiet_bars_leave_the_guard_as_updating_bar_by_bar(daily, drawdown, star
     rest = [quiet.update(e, t) for e, t in zip(equity[n:], times[n:], strict=True)]
     assert [[(e.kind, e.reason) for e in ev] for ev in rest] == [[(e.kind, e.reason) for e in ev] for ev in events[n:]]
     assert quiet.state() == stepped.state()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    daily=st.sampled_from([None, 0.01, 0.03]),
+    drawdown=st.sampled_from([None, 0.02, 0.05]),
+    start=st.floats(-7_200, 7_200),
+    returns=st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=120),
+    bad=st.sampled_from([None, float("nan"), float("inf")]),
+    paused=st.booleans(),
+)
+def test_quiet_run_passes_the_bars_quiet_passes_one_by_one(daily, drawdown, start, returns, bad, paused):
+    """quiet_run on arrays is quiet() on each bar in turn: the same count, and the guard ends the same after the next update."""
+    limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=0)
+    midnight = datetime(2024, 5, 7, tzinfo=UTC).timestamp()
+    times = np.array([midnight + start + 60.0 * (i + 1) for i in range(len(returns))])
+    equity = 10_000.0 * np.cumprod(1 + np.array(returns))
+    if bad is not None:
+        equity[len(equity) // 2] = bad
+    run, one = RiskGuard(limits), RiskGuard(limits)
+    for g in (run, one):
+        g.update(10_000.0, float(midnight + start))
+        if paused and drawdown is not None:
+            g.update(10_000.0 * (1 - 2 * drawdown), float(midnight + start + 1))
+    n = 0
+    while n < len(equity) and one.quiet(float(equity[n]), float(times[n])):
+        n += 1
+    assert run.quiet_run(equity, times) == n
+    if n < len(equity):  # the bar that was not quiet goes through update() in both
+        got, want = run.update(float(equity[n]), float(times[n])), one.update(float(equity[n]), float(times[n]))
+        assert [(e.kind, e.reason) for e in got] == [(e.kind, e.reason) for e in want]
+    assert run.state() == one.state()
 
 
 def test_quiet_answers_alike_for_one_equity_until_the_day_ends():

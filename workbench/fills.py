@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
 
@@ -100,6 +101,18 @@ def stop_order_trigger(side: str, stop: float, open_: float, high: float, low: f
     if open_ <= stop:
         return open_
     return stop if low <= stop else None
+
+
+def bar_envelope(open_: Any, high: Any, low: Any, close: Any) -> tuple[Any, Any]:
+    """Each bar's (lowest, highest) of open, high, low and close, for arrays of bars; NaN where a price is NaN.
+
+    A bar whose lowest is above L and highest below H reaches no level
+    outside (L, H) (a gap at the open reaches one too): the test every rule
+    here starts with, for a whole stretch of bars at once.
+    """
+    import numpy as np
+
+    return np.minimum(np.minimum(open_, low), close), np.maximum(np.maximum(open_, high), close)
 
 
 def floor_to_step(amount: float, step: float | None) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, LiveTradingRefused, VenueError
-from ..fills import stop_exit, stop_levels
+from ..fills import bar_envelope, stop_exit, stop_levels
 from ..markets import MarketRules
 from ..risk import OrderIntent, PortfolioView, PositionView, RiskGuard, check_order, size_entry
 from ..store import Store
@@ -72,7 +72,9 @@ class DeploymentRuntime:
         self.history: dict[str, deque] = {s: deque(maxlen=self.warmup) for s in spec.symbols}
         self.precomputed: dict[str, dict[int, Decision]] = {}  # per symbol, the decision of each bar with a signal
         self._signal_ts: dict[str, list[int]] = {}  # per symbol, the precomputed bars with a signal (sorted)
-        self._equity_rows: list[tuple[float, float, float, float]] = []  # (at, equity, cash, unrealized)
+        self._equity_rows: list[tuple[float, float, float, float]] = []  # (at, equity, cash, unrealized), bar by bar
+        self._equity_blocks: list[np.ndarray] = []  # earlier rows as (n, 4) arrays (quiet stretches of a replay)
+        self._equity_blocked = 0  # rows in those blocks
         self._equity_batch = equity_batch
         self.peak_equity = spec.initial_cash
         self.live_venue = bool(getattr(venue, "live", False))
@@ -205,7 +207,7 @@ class DeploymentRuntime:
         if eq > self.peak_equity:
             self.peak_equity = eq
         self._equity_rows.append((ts_ms / 1000.0, eq, ledger.cash, unrealized))
-        if len(self._equity_rows) >= self._equity_batch:
+        if len(self._equity_rows) + self._equity_blocked >= self._equity_batch:
             self.flush()
 
     def skip_quiet(self, symbol: str, bars: BarSeries, start: int, stop: int) -> int:
@@ -213,72 +215,68 @@ class DeploymentRuntime:
 
         A bar is quiet when :meth:`step` would only move the price on it: no
         signal, no level of a resting order or of the position's stops reached
-        (:meth:`PaperExchange.quiet_bars`), the risk guard quiet
-        (:meth:`RiskGuard.quiet`). Its effects (the venue's prices and history,
+        (:meth:`PaperExchange.quiet_run`), the risk guard quiet
+        (:meth:`RiskGuard.quiet_run`). Its effects (the venue's prices and history,
         marks, cursor, equity rows, peaks) are then the same as stepping
         (tested). Only for a replay of a one-symbol deployment on the paper
-        venue with precomputed signals; the first bar that is not quiet is
-        left to :meth:`step`.
+        venue with precomputed signals, on ascending bars; the first bar that
+        is not quiet is left to :meth:`step`.
         """
-        ts, o, h, lo, c, _ = bars.lists
-        if (not self.venue_in_store or self.status not in ("active", "paused") or len(self.spec.symbols) != 1
+        ts = bars.lists[0]
+        if (not self.venue_in_store or self.status not in ("active", "paused") or len(self.spec.symbols) != 1 or not bars.ascending
                 or symbol not in self._signal_ts or start >= stop or ts[start] <= self.cursor.get(symbol, -1)):
             return start
         hot = self._signal_ts[symbol]
         k = bisect_left(hot, ts[start])
         if k < len(hot):
             stop = min(stop, bisect_left(ts, hot[k], start, stop))
+        if stop <= start:
+            return start
+        below, above = self._stop_bounds(symbol)
         exchange = self.venue.exchange  # type: ignore[attr-defined]
-        end = start + exchange.quiet_bars(symbol, ts, o, h, lo, c, start, stop) if stop > start else start
-        end = self._untouched(symbol, o, h, lo, start, end)
+        end = start + exchange.quiet_run(symbol, bars.arrays[0], *bars.envelope, start, stop, below, above)
         i = self._quiet_rows(symbol, bars, start, end)
         if i > start:
             exchange.feed_quiet(symbol, *(a[start:i] for a in bars.arrays))
-            self.marks[symbol] = c[i - 1]
+            self.marks[symbol] = bars.lists[4][i - 1]
             self.cursor[symbol] = ts[i - 1]
-            if len(self._equity_rows) >= self._equity_batch:
+            if self.unflushed >= self._equity_batch:
                 self.flush()
         return i
 
-    def _untouched(self, symbol: str, o: list[float], h: list[float], lo: list[float], start: int, end: int) -> int:
-        """The first bar from `start` (before `end`) that reaches a stop level of the open position (`end` if none)."""
+    def _stop_bounds(self, symbol: str) -> tuple[float, float]:
+        """(below, above): the open position's stop levels that a bar must not reach to be quiet."""
         pos = self.ledger.positions.get(symbol)
         if pos is None or (pos.sl_cid is None and pos.tp_cid is None):
-            return end
+            return -math.inf, math.inf
         below, above = (pos.sl_price, pos.tp_price) if pos.side == "long" else (pos.tp_price, pos.sl_price)
-        below = below if below == below else -math.inf
-        above = above if above == above else math.inf
-        for i in range(start, end):
-            if o[i] <= below or lo[i] <= below or o[i] >= above or h[i] >= above:
-                return i
-        return end
+        return (below if below == below else -math.inf), (above if above == above else math.inf)
 
     def _quiet_rows(self, symbol: str, bars: BarSeries, start: int, end: int) -> int:
         """Take in bars [start, end) while the risk guard stays quiet: their equity rows and peaks; the first bar left."""
-        ts, c, now = bars.lists[0], bars.lists[4], bars.close_times
-        guard, rows, cash = self.guard, self._equity_rows, self.ledger.cash
-        peak = self.peak_equity
+        if end <= start:
+            return start
+        cash = self.ledger.cash
         pos = self.ledger.positions.get(symbol)
-        i = start
-        if pos is None:  # the equity is the cash on every bar: the guard answers alike for a whole UTC day
-            while i < end and guard.quiet(cash, now[i]):
-                j = max(i + 1, bisect_left(now, guard.day_end, i, end))
-                rows.extend([(t / 1000.0, cash, cash, 0.0) for t in ts[i:j]])
-                i = j
-            if i > start and cash > peak:
-                peak = cash
+        if pos is None:  # the equity is the cash on every bar
+            eq = np.full(end - start, cash)
+            unrealized: Any = 0.0
         else:
-            value, gross = pos.value, pos.gross_pnl
-            while i < end:
-                eq = cash + value(c[i])
-                if not guard.quiet(eq, now[i]):
-                    break
-                rows.append((ts[i] / 1000.0, eq, cash, gross(c[i])))
-                if eq > peak:
-                    peak = eq
-                i += 1
-        self.peak_equity = peak
-        return i
+            close = bars.arrays[4][start:end]
+            eq = cash + pos.value(close)  # the same float operations as on one bar (Ledger.equity)
+            unrealized = pos.gross_pnl(close)
+        n = self.guard.quiet_run(eq, bars.close_clock[start:end])
+        if n:
+            block = np.empty((n, 4))
+            block[:, 0] = bars.arrays[0][start:start + n] / 1000.0
+            block[:, 1] = eq[:n]
+            block[:, 2] = cash
+            block[:, 3] = unrealized if pos is None else unrealized[:n]
+            self._add_equity_block(block)
+            top = float(eq[:n].max())
+            if top > self.peak_equity:
+                self.peak_equity = top
+        return start + n
 
     def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
         pos = self.ledger.positions.get(symbol)
@@ -666,11 +664,25 @@ class DeploymentRuntime:
     @property
     def unflushed(self) -> int:
         """Equity rows waiting for :meth:`flush`."""
-        return len(self._equity_rows)
+        return len(self._equity_rows) + self._equity_blocked
+
+    def _add_equity_block(self, block: np.ndarray) -> None:
+        """Equity rows of several bars at once ((n, 4) array), after the rows already waiting."""
+        if self._equity_rows:
+            self._equity_blocks.append(np.array(self._equity_rows, dtype=np.float64))
+            self._equity_blocked += len(self._equity_rows)
+            self._equity_rows = []
+        self._equity_blocks.append(block)
+        self._equity_blocked += len(block)
 
     def flush(self) -> None:
         """Write batched equity rows, the bar cursor and the risk guard state."""
-        rows, self._equity_rows = self._equity_rows, []
+        if self._equity_blocks:
+            self._add_equity_block(np.empty((0, 4)))
+            rows: Any = np.concatenate(self._equity_blocks)
+        else:
+            rows = self._equity_rows
+        self._equity_rows, self._equity_blocks, self._equity_blocked = [], [], 0
         with self.store.tx():
             self.store.add_equity_rows(self.id, rows)
             self.store.update_deployment(self.id, cursor={k: int(v) for k, v in self.cursor.items()}, risk_state=self.guard.state())
@@ -697,17 +709,22 @@ class DeploymentRuntime:
 
 
 class BarSeries(NamedTuple):
-    """One symbol's bars for a replay: arrays (sliced for the venue) and lists (scanned bar by bar)."""
+    """One symbol's bars for a replay: arrays (sliced for the venue and the quiet runs) and lists (read bar by bar)."""
 
     arrays: tuple[np.ndarray, ...]  # ts ms (int64), open, high, low, close, volume (float64)
     lists: tuple[list[Any], ...]  # the same as Python numbers
     close_times: list[float]  # the clock at each bar's close (s)
+    close_clock: np.ndarray  # the same as an array
+    envelope: tuple[np.ndarray, np.ndarray]  # each bar's lowest and highest price (bar_envelope)
+    ascending: bool  # every bar after the one before it (quiet runs need it)
 
     @classmethod
     def of(cls, df: pd.DataFrame, step_ms: int) -> BarSeries:
         ts = df.index.as_unit("ms").asi8.astype(np.int64)
         arrays = (ts, *(df[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")))
-        return cls(arrays, tuple(a.tolist() for a in arrays), ((ts + step_ms) / 1000.0).tolist())
+        clock = (ts + step_ms) / 1000.0
+        return cls(arrays, tuple(a.tolist() for a in arrays), clock.tolist(), clock, bar_envelope(*arrays[1:5]),
+                   bool(np.all(np.diff(ts) > 0)))
 
 
 class _Draft(NamedTuple):

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from .limits import RiskLimits
 from .model import PortfolioView, RiskEvent, as_seconds, finite_number, positive_number
@@ -148,6 +150,41 @@ class RiskGuard:
         if dd is not None and dd_peak > 0 and (dd_peak - eq) / dd_peak >= dd * (1 - TOL):
             return False
         return True
+
+    def quiet_run(self, eq: np.ndarray, t: np.ndarray) -> int:
+        """How many leading bars (equities `eq` at ascending times `t`) :meth:`quiet` passes, called on each in turn.
+
+        The same rule as :meth:`quiet`, on arrays (tested equal): a replay takes
+        a quiet stretch of bars in one call. The peaks of the passed bars are taken.
+        """
+        n = len(eq)
+        if (not n or self.day is None or self.breaches or self.rearm or self.peak_equity is None
+                or self.drawdown_peak is None or not self._day_lo <= t[0]):
+            return 0
+        m = min(n, int(np.searchsorted(t, self._day_hi, side="left")))
+        e = eq[:m]
+        finite = np.isfinite(e)
+        if not finite.all():
+            m = int(finite.argmin())
+            e = e[:m]
+        if not m:
+            return 0
+        dd_peak = np.maximum(np.maximum.accumulate(e), self.drawdown_peak)  # the peak quiet() checks each bar against
+        hit = np.zeros(m, dtype=bool)
+        dl, dd = self.limits.daily_loss_limit, self.limits.drawdown_limit
+        start, ref = self.day_start_equity, self.loss_reference
+        if dl is not None and start is not None and start > 0 and ref is not None:
+            hit |= (ref - e) / start >= dl * (1 - TOL)
+        if dd is not None:
+            positive = dd_peak > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                hit |= positive & ((dd_peak - e) / np.where(positive, dd_peak, 1.0) >= dd * (1 - TOL))
+        k = int(hit.argmax()) if hit.any() else m
+        if k:
+            top = float(e[:k].max())
+            self.peak_equity = max(self.peak_equity, top)
+            self.drawdown_peak = max(self.drawdown_peak, top)
+        return k
 
     def _day_of(self, t: float) -> str:
         """The UTC day of `t` ('YYYY-MM-DD'), with the day's bounds kept for :meth:`quiet`."""

@@ -469,14 +469,19 @@ class Store:
         return self.frame("trades", **({"deployment_id": deployment_id} if deployment_id else {}))
 
     # -- equity, risk ---------------------------------------------------------
-    def add_equity_rows(self, deployment_id: str, rows: Sequence[tuple[float, float, float, float]]) -> None:
-        """Equity rows of one deployment as (at, equity, cash, unrealized) tuples, written as one block."""
-        if not rows:
+    def add_equity_rows(self, deployment_id: str, rows: Sequence[tuple[float, float, float, float]] | np.ndarray) -> None:
+        """Equity rows of one deployment as (at, equity, cash, unrealized) tuples or an (n, 4) array, written as one block."""
+        if len(rows) == 0:
             return
-        bad = next((r for r in rows if len(r) != 4), None)
-        if bad is not None:
-            raise StoreError(f"Equity rows are (at, equity, cash, unrealized) tuples; got a row of {len(bad)} values: {tuple(bad)!r}.")
-        data = np.fromiter(chain.from_iterable(rows), dtype="<f8", count=4 * len(rows)).reshape(-1, 4)  # ~2x np.asarray
+        if isinstance(rows, np.ndarray):
+            if rows.ndim != 2 or rows.shape[1] != 4:
+                raise StoreError(f"Equity rows are (at, equity, cash, unrealized): an array of them has shape (n, 4), got {rows.shape}.")
+            data = np.ascontiguousarray(rows, dtype="<f8")
+        else:
+            bad = next((r for r in rows if len(r) != 4), None)
+            if bad is not None:
+                raise StoreError(f"Equity rows are (at, equity, cash, unrealized) tuples; got a row of {len(bad)} values: {tuple(bad)!r}.")
+            data = np.fromiter(chain.from_iterable(rows), dtype="<f8", count=4 * len(rows)).reshape(-1, 4)  # ~2x np.asarray
         self._insert("equity_blocks", {"deployment_id": deployment_id, "first_at": float(data[0, 0]), "last_at": float(data[-1, 0]),
                                        "rows": len(data), "data": data.tobytes()})
 

@@ -77,7 +77,7 @@ import numpy as np
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from ..errors import ConfigError, did_you_mean
-from ..fills import Costs, limit_fill, market_fill_price, stop_exit, stop_order_trigger
+from ..fills import Costs, bar_envelope, limit_fill, market_fill_price, stop_exit, stop_order_trigger
 from ..timeframes import TIMEFRAMES
 from .paper_accounts import step_floor
 from .paper_markets import build_market, default_markets, infer_market
@@ -347,22 +347,35 @@ class PaperExchange(PaperViews, ccxt.Exchange):
                    low: Sequence[float], close: Sequence[float], start: int = 0, stop: int | None = None) -> int:
         """How many bars from `start` (before `stop`) :meth:`feed_bar` would only record (see :meth:`feed_quiet`).
 
-        Such a bar is newer than the last one fed, has valid prices and reaches
+        Such a bar is newer than the one before it, has valid prices and reaches
         no level of `symbol`'s resting orders or liquidation (:meth:`_reach`).
-        The scan stops at the first other bar (lists are the fastest input).
+        The count stops at the first other bar (:meth:`quiet_run` on the bars' envelopes).
+        """
+        stop = len(ts) if stop is None else min(stop, len(ts))
+        if start >= stop:
+            return 0
+        stamps = np.asarray(ts[start:stop], dtype=np.int64)
+        floor, ceil = bar_envelope(*(np.asarray(x[start:stop], dtype=np.float64) for x in (open, high, low, close)))
+        n = self.quiet_run(symbol, stamps, floor, ceil)
+        back = np.flatnonzero(np.diff(stamps[:n]) <= 0)  # a bar not after the one before it is not new
+        return int(back[0]) + 1 if len(back) else n
+
+    def quiet_run(self, symbol: str, ts: np.ndarray, floor: np.ndarray, ceil: np.ndarray, start: int = 0,
+                  stop: int | None = None, below: float = -_INF, above: float = _INF) -> int:
+        """:meth:`quiet_bars` on ascending bars given by their envelopes (:func:`bar_envelope`), in one pass.
+
+        `below` / `above` are the caller's own levels: a bar reaching them
+        ends the run too (a replay passes its position's stops).
         """
         stop = len(ts) if stop is None else min(stop, len(ts))
         if symbol not in self.markets or start >= stop:
             return 0
         last = self._last.get(symbol)
-        newer = last[0] if last is not None else None
+        if last is not None and ts[start] <= last[0]:
+            return 0
         low_reach, high_reach = self._reach(symbol) if (self._open.get(symbol) or symbol in self._positions) else (-_INF, _INF)
-        for i in range(start, stop):
-            lo, h = low[i], high[i]
-            if (not (0 < open[i] < _INF and 0 < h < _INF and 0 < lo < _INF and 0 < close[i] < _INF and lo > low_reach and h < high_reach)
-                    or (newer is not None and ts[i] <= newer)):
-                return i - start
-        return stop - start
+        ok = (floor[start:stop] > max(low_reach, below, 0.0)) & (ceil[start:stop] < min(high_reach, above))
+        return int(ok.argmin()) if not ok.all() else stop - start
 
     def feed_quiet(self, symbol: str, ts: Any, open: Any, high: Any, low: Any, close: Any, volume: Any) -> None:
         """Feed bars that :meth:`quiet_bars` counted, at once: the same state as :meth:`feed_bar` on each.
