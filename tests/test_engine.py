@@ -62,14 +62,20 @@ def test_deploy_trade_and_record_everything(engine):
     assert rt.equity() == pytest.approx(10_000 + trades["pnl"].sum() + rt.ledger.unrealized(rt.marks) - sum(p.entry_fee for p in rt.ledger.positions.values()), rel=1e-9)
 
 
-def test_stop_closes_positions_then_stops(engine):
-    rt = engine.deploy(spec())
+def _until_a_position_opens(engine: Engine, rt) -> None:
+    """Feed hourly sample bars (precomputed signals) until `rt` holds a position."""
     df = sample_ohlcv("BTC/USDT", "1h", 3000)
     rt.precompute("BTC/USDT", df)
-    for k in range(400, len(df), 25):  # move on until a position is open
+    for k in range(400, len(df), 25):
         feed(engine, {"BTC/USDT": df.iloc[k - 25 if k > 400 else 0:k]}, engine.clock)
         if rt.ledger.positions:
-            break
+            return
+    raise AssertionError("no position opened on 3000 hourly bars")
+
+
+def test_stop_closes_positions_then_stops(engine):
+    rt = engine.deploy(spec())
+    _until_a_position_opens(engine, rt)
     assert rt.ledger.positions
     engine.stop(rt.id)
     row = engine.store.deployment(rt.id)
@@ -440,3 +446,38 @@ def test_a_stop_the_venue_refuses_leaves_no_phantom_stop_and_is_a_risk_event(eng
     assert len(unprotected) == entries and unprotected["reason"].str.contains("refused the stop loss").all()
     assert all(p.sl_cid is None and p.tp_cid is not None for p in rt.ledger.positions.values())
     assert not [cid for _, params in lookups if params for cid in params.values() if str(cid).endswith("-sl")]
+
+
+def test_an_exit_goes_first_so_a_failed_exit_keeps_the_stops_and_a_filled_one_retires_them_unasked(engine):
+    """Closing sends the exit before touching the stops: when the venue refuses the exit, the position keeps its
+    stop loss and take profit; when it fills, the paper venue's answer names the stops its fill cancelled (OCO),
+    and they are recorded cancelled without a cancel call."""
+    import ccxt
+
+    rt = engine.deploy(spec(risk=NO_PAUSES | {"stop_loss": 0.02, "take_profit": 0.05}))
+    _until_a_position_opens(engine, rt)
+    pos = rt.ledger.positions["BTC/USDT"]
+    exchange = rt.venue.exchange
+    real_create, cancels = exchange.create_order, []
+
+    def refuse_exits(symbol, type, side, amount, price=None, params=None):
+        raise ccxt.ExchangeNotAvailable("paper: maintenance")
+
+    exchange.create_order = refuse_exits
+    assert rt.close_position("BTC/USDT", "manual") is False
+    stops = {cid: exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": cid})["status"] for cid in (pos.sl_cid, pos.tp_cid)}
+    assert stops == {pos.sl_cid: "open", pos.tp_cid: "open"}
+    assert [engine.store.order(cid)["status"] for cid in (pos.sl_cid, pos.tp_cid)] == ["open", "open"]
+    assert rt.ledger.positions["BTC/USDT"] is pos
+
+    exchange.create_order = real_create
+    exchange.cancel_order = lambda *a, **k: cancels.append(a)
+    assert rt.close_position("BTC/USDT", "manual") is True
+    assert cancels == []
+    exit_row = engine.store.frame("orders", deployment_id=rt.id).query("purpose == 'exit' and status == 'filled'").iloc[-1]
+    answer = exchange.fetch_order(exit_row["venue_order_id"], "BTC/USDT")
+    assert sorted(answer["info"]["canceledOrders"]) == sorted([pos.sl_order_id, pos.tp_order_id])
+    for cid in (pos.sl_cid, pos.tp_cid):
+        assert engine.store.order(cid)["status"] == "cancelled"
+        assert exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": cid})["info"]["cancelReason"] == "position closed"
+    assert engine.store.trades(rt.id).iloc[-1]["exit_reason"] == "manual"

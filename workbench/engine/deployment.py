@@ -376,7 +376,7 @@ class DeploymentRuntime:
             elif row["purpose"] in ("exit", "stop_loss", "take_profit") and pos is not None and row["position_id"] in (None, pos.id):
                 _, avg, fee = _fill_of(order)
                 reason = row["purpose"] if row["purpose"] != "exit" else _EXIT_REASON.get(cid.rsplit("-", 1)[-1], "signal")
-                self._cancel_protection(pos, keep=cid)
+                self._cancel_protection(pos, keep=cid, gone=self._canceled_with(order))
                 self._book_close(pos, avg, fee, ts_ms, reason)
                 counts["booked"] += 1
         for pos in list(self.ledger.positions.values()):  # a crash between entry and its stops
@@ -483,18 +483,21 @@ class DeploymentRuntime:
                 self._record_order_state(cid, order)
                 self._record_fill(OrderRequest(symbol, "sell" if pos.side == "long" else "buy", "market", pos.amount, cid, reduce_only=True), order)
                 filled, avg, fee = _fill_of(order)
-                self._cancel_protection(pos, keep=cid)
+                self._cancel_protection(pos, keep=cid, gone=self._canceled_with(order))
                 self._book_close(pos, avg, fee, ts_ms, reason)
                 return True
         return False
 
     def close_position(self, symbol: str, reason: str, ts_ms: int | None = None) -> bool:
-        """Close `symbol`'s position at market (cancelling its stops); False if none or it failed."""
+        """Close `symbol`'s position at market, then retire its stops; False if none or the exit failed.
+
+        The exit goes first: if it fails, the stops still protect the
+        position. They are reduce-only, so they cannot add to it meanwhile.
+        """
         pos = self.ledger.positions.get(symbol)
         if pos is None:
             return False
         ts_ms = int(ts_ms if ts_ms is not None else self.cursor.get(symbol, int(self._now() * 1000)))
-        self._cancel_protection(pos)
         purpose = {"signal": "x", "stop": "xs", "emergency_stop": "xe", "manual": "xm", "risk": "xr"}.get(reason, "x")
         cid = client_order_id(self.id, symbol, ts_ms, purpose)
         row = self.store.order(cid) if ts_ms <= self.orders_upto or purpose != "x" else None
@@ -506,11 +509,13 @@ class DeploymentRuntime:
         order = self._send(OrderRequest(symbol, side, "market", pos.amount, cid, reduce_only=True, reference_price=self.marks.get(symbol)), "exit", pos.id, known=known)
         if order is None or not order.get("filled"):
             return False
+        self._cancel_protection(pos, gone=self._canceled_with(order))
         _, avg, fee = _fill_of(order)
         self._book_close(pos, avg, fee, ts_ms, reason)
         return True
 
-    def _cancel_protection(self, pos: OpenPosition, keep: str | None = None) -> None:
+    def _cancel_protection(self, pos: OpenPosition, keep: str | None = None, gone: frozenset[str] = frozenset()) -> None:
+        """Cancel the position's stops but `keep`; those in `gone` (venue order ids) the venue already cancelled."""
         for cid, oid in ((pos.sl_cid, pos.sl_order_id), (pos.tp_cid, pos.tp_order_id)):
             if cid is None or cid == keep:
                 continue
@@ -519,6 +524,9 @@ class DeploymentRuntime:
                 row = self.store.order(cid)
                 status, oid = (None, oid) if row is None else (row["status"], oid or row["venue_order_id"])
             if status is None or status in ("filled", "cancelled", "rejected"):
+                continue
+            if oid and oid in gone:  # cancelled with the position, as the venue's answer says
+                self.store.update_order(cid, status="cancelled", at=self._now())
                 continue
             try:
                 if oid:
@@ -529,6 +537,15 @@ class DeploymentRuntime:
                 order = self.venue.fetch_order(pos.symbol, order_id=oid, client_order_id=cid)
                 if order:
                     self._record_order_state(cid, order)
+
+    def _canceled_with(self, order: dict[str, Any]) -> frozenset[str]:
+        """The venue order ids that `order`'s fill cancelled: the paper venue's OCO reports them in ``info``.
+
+        (A real venue's ``info`` is its own raw answer: nothing is read from it.)
+        """
+        info = order.get("info") if self.simulated else None
+        ids = info.get("canceledOrders") if isinstance(info, dict) else None
+        return frozenset(map(str, ids)) if ids else frozenset()
 
     def _book_close(self, pos: OpenPosition, exit_price: float, exit_fee: float, ts_ms: int, reason: str) -> None:
         closed, pnl = self.ledger.close(pos.symbol, exit_price, exit_fee)

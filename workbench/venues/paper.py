@@ -29,7 +29,8 @@ Order of processing within one bar
        with the maker fee; with ``partial_fill_volume_fraction`` the fills of
        one bar share that fraction of its volume.
     Whenever a fill leaves a position flat (or flips it), the reduce-only
-    orders that can no longer reduce it are cancelled (OCO). An order created
+    orders that can no longer reduce it are cancelled (OCO); the filling
+    order's ``info['canceledOrders']`` lists their ids. An order created
     during or after bar i is first evaluated on bar i+1, so a stop placed at
     entry is active from the next bar, as in vectorbt.
 

@@ -215,7 +215,7 @@ class PaperAccounts:
             order["filled"] = order["amount"]
             self._close_order(order, "closed")
         self._changed(order)
-        self._after_fill(symbol, order["id"])
+        self._after_fill(order)
         return qty
 
     def _apply_spot(self, m: dict[str, Any], side: str, qty: float, price: float, f: float) -> float:
@@ -261,15 +261,24 @@ class PaperAccounts:
         self._cash[settle] = self._cash.get(settle, 0.0) + pnl - f
         return pnl
 
-    def _after_fill(self, symbol: str, exclude: str) -> None:
-        """OCO: cancel the reduce-only orders that can no longer reduce the position."""
+    def _after_fill(self, filled: dict[str, Any]) -> None:
+        """OCO: cancel the reduce-only orders that can no longer reduce the position.
+
+        Their ids go in the filling order's ``info['canceledOrders']``, so
+        whoever placed it learns their fate from its answer, without asking.
+        """
+        symbol = filled["symbol"]
         side = self._position_side(symbol)
+        gone = []
         for oid in list(self._open.get(symbol, ())):
             o = self._orders[oid]
-            if oid == exclude or not o["reduceOnly"]:
+            if oid == filled["id"] or not o["reduceOnly"]:
                 continue
             if side is None or (side == "long" and o["side"] == "buy") or (side == "short" and o["side"] == "sell"):
                 self._cancel(o, "position closed" if side is None else "position reversed")
+                gone.append(oid)
+        if gone:
+            filled["info"]["canceledOrders"] = filled["info"].get("canceledOrders", []) + gone
 
     def equity(self, quote: str = "USDT") -> float:
         """Account value in `quote`: balances marked at last prices plus unrealized swap P&L.
