@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("emulator_fixture",)  # fixtures: emulator, bybit, emulator_factory
+pytest_plugins = ("emulator_fixture", "postgres_fixture")  # fixtures: emulator, bybit, emulator_factory; postgres_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WORKBENCH_SHARED", ROOT.parent / "shared"))

@@ -209,7 +209,7 @@ class Store:
                 rows = cur.fetchall() if fetch else []
             except self._dbapi_error as exc:  # type: ignore[misc]
                 raise StoreError(_explain_text(str(exc), self.url)) from None
-            return _Outcome(rows, cur.rowcount, cur.lastrowid)
+            return _Outcome(rows, cur.rowcount, getattr(cur, "lastrowid", None))  # PostgreSQL: RETURNING gives ids
 
     def _insert(self, table: str, row: Mapping[str, Any], conflict: Sequence[str] | None = None) -> int | None:
         """Insert one row; its id (None when `conflict` columns matched an existing row)."""
@@ -375,7 +375,8 @@ class Store:
                 rows = self._raw("SELECT status_history FROM orders WHERE client_order_id = " + self._sql["orders"].ph("c"),
                                  {"c": client_order_id}, fetch=True).rows
                 found = rows[0] if rows else None
-                history = json.loads(found[0]) if found and found[0] else []
+                stored = found[0] if found else None
+                history = list(json.loads(stored) if isinstance(stored, str) else stored or [])  # PostgreSQL returns JSON parsed
                 if not history or history[-1][1] != status:
                     history.append([now, status])
                 fields.update(status=status, status_history=history)

@@ -67,7 +67,7 @@ class TableSql:
         return f"UPDATE {self.name} SET {sets} WHERE {where} = {self.ph(key)}"
 
     def params(self, row: Mapping[str, Any], with_defaults: bool = True) -> dict[str, Any]:
-        """Bind values: defaults filled in, JSON columns as text, booleans as 0/1 ints."""
+        """Bind values: defaults filled in, JSON columns as text, booleans as bool (SQLite stores 0/1)."""
         out = dict(row)
         if with_defaults:
             for name, default in self.defaults.items():
@@ -77,7 +77,7 @@ class TableSql:
             out[name] = json_text(out[name])
         for name in self.bools.intersection(out):
             if out[name] is not None:
-                out[name] = int(bool(out[name]))
+                out[name] = bool(out[name])
         return out
 
     def decode(self, row: Sequence[Any]) -> dict[str, Any]:
