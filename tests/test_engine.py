@@ -52,7 +52,7 @@ def test_deploy_trade_and_record_everything(engine):
     assert set(trades["exit_reason"]) <= {"signal", "stop_loss", "take_profit"}
     assert {"stop_loss", "signal"} <= set(trades["exit_reason"])
     orders = engine.store.frame("orders", deployment_id=rt.id)
-    assert set(orders["purpose"]) >= {"entry", "exit", "stop_loss", "take_profit"}
+    assert set(orders["purpose"]) >= {"entry", "exit", "protect"}  # the paper venue takes a stop pair: one order for both
     assert (orders["status"] != "pending").all(), "no order stays pending"
     fills = engine.store.fills(rt.id)
     assert all(f["fee"] > 0 and f["fee_currency"] == "USDT" for f in fills)
@@ -381,7 +381,7 @@ def test_full_store_stops_trading_instead_of_trading_blind(tmp_path, venue_in_st
     recorded = {o["client_order_id"] for o in reopened.orders(rt.id)}
     sent_ids = [args[5]["clientOrderId"] for args in sent]
     if not venue_in_store:
-        assert len(sent) <= 1, "after the first failed write nothing more is sent"
+        assert len({cid.rsplit("-", 1)[0] for cid in sent_ids}) <= 1, "after the bar whose write failed nothing more is sent"
         for cid in sent_ids:  # every order that reached the venue was written ahead of sending it
             assert cid in recorded
     else:
@@ -448,15 +448,18 @@ def test_a_stop_the_venue_refuses_leaves_no_phantom_stop_and_is_a_risk_event(eng
     assert not [cid for _, params in lookups if params for cid in params.values() if str(cid).endswith("-sl")]
 
 
-def test_an_exit_goes_first_so_a_failed_exit_keeps_the_stops_and_a_filled_one_retires_them_unasked(engine):
+@pytest.mark.parametrize("pairs", [True, False], ids=["stop-pair", "two-stop-orders"])
+def test_an_exit_goes_first_so_a_failed_exit_keeps_the_stops_and_a_filled_one_retires_them_unasked(engine, pairs):
     """Closing sends the exit before touching the stops: when the venue refuses the exit, the position keeps its
     stop loss and take profit; when it fills, the paper venue's answer names the stops its fill cancelled (OCO),
     and they are recorded cancelled without a cancel call."""
     import ccxt
 
     rt = engine.deploy(spec(risk=NO_PAUSES | {"stop_loss": 0.02, "take_profit": 0.05}))
+    rt.venue.stop_pairs = pairs  # the paper venue takes both levels on one order; as a venue that does not
     _until_a_position_opens(engine, rt)
     pos = rt.ledger.positions["BTC/USDT"]
+    assert (pos.sl_cid == pos.tp_cid) is pairs
     exchange = rt.venue.exchange
     real_create, cancels = exchange.create_order, []
 
@@ -476,8 +479,25 @@ def test_an_exit_goes_first_so_a_failed_exit_keeps_the_stops_and_a_filled_one_re
     assert cancels == []
     exit_row = engine.store.frame("orders", deployment_id=rt.id).query("purpose == 'exit' and status == 'filled'").iloc[-1]
     answer = exchange.fetch_order(exit_row["venue_order_id"], "BTC/USDT")
-    assert sorted(answer["info"]["canceledOrders"]) == sorted([pos.sl_order_id, pos.tp_order_id])
+    assert sorted(answer["info"]["canceledOrders"]) == sorted({pos.sl_order_id, pos.tp_order_id})
     for cid in (pos.sl_cid, pos.tp_cid):
         assert engine.store.order(cid)["status"] == "cancelled"
         assert exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": cid})["info"]["cancelReason"] == "position closed"
     assert engine.store.trades(rt.id).iloc[-1]["exit_reason"] == "manual"
+
+
+@pytest.mark.parametrize("side, fill, info, reason", [
+    ("long", 97.9, {"reason": "take_profit"}, "take_profit"),  # the venue's word first
+    ("long", 97.9, {}, "stop_loss"),  # else the level nearer the fill (slippage or a gap past it)
+    ("long", 95.0, None, "stop_loss"),
+    ("long", 104.1, {}, "take_profit"),
+    ("short", 102.1, {"reason": "bogus"}, "stop_loss"),
+    ("short", 95.5, {}, "take_profit"),
+])
+def test_a_filled_stop_pair_is_booked_with_the_level_that_filled_it(side, fill, info, reason):
+    from workbench.engine.deployment import _pair_reason
+    from workbench.engine.ledger import OpenPosition
+
+    sl, tp = (98.0, 104.0) if side == "long" else (102.0, 96.0)
+    pos = OpenPosition(1, "BTC/USDT", side, 1.0, 100.0, 0.0, 0.0, False, sl_price=sl, tp_price=tp)
+    assert _pair_reason(pos, {"info": info} if info is not None else {}, fill) == reason

@@ -211,17 +211,21 @@ def test_stop_placed_after_a_bar_is_first_evaluated_on_the_next_bar():
     moves=st.tuples(*[st.floats(-0.2, 0.2) for _ in range(3)]),
     sl=st.one_of(st.none(), st.floats(0.01, 0.1)),
     tp=st.one_of(st.none(), st.floats(0.01, 0.1)),
+    pair=st.booleans(),
 )
-def test_stop_fills_match_fills_stop_exit(side, moves, sl, tp):
+def test_stop_fills_match_fills_stop_exit(side, moves, sl, tp, pair):
+    """Stop loss and take profit as two orders, or as one stop pair (both levels on one order): the same fill."""
     ex = make()
     flat(ex, PERP, 0, 100)
     entry = ex.create_order(PERP, "market", "buy" if side == "long" else "sell", 1)["average"]
     sl_px, tp_px = (entry * (1 - sl) if sl else None, entry * (1 + tp) if tp else None) if side == "long" else \
         (entry * (1 + sl) if sl else None, entry * (1 - tp) if tp else None)
     exit_side = "sell" if side == "long" else "buy"
-    for key, level in (("stopLossPrice", sl_px), ("takeProfitPrice", tp_px)):
-        if level is not None:
-            ex.create_order(PERP, "market", exit_side, 1, None, {key: float(ex.price_to_precision(PERP, level))})
+    params = {key: float(ex.price_to_precision(PERP, level)) for key, level in (("stopLossPrice", sl_px), ("takeProfitPrice", tp_px))
+              if level is not None}
+    for one in ([params] if pair else [{k: v} for k, v in params.items()]):
+        if one:
+            ex.create_order(PERP, "market", exit_side, 1, None, one)
     levels = [float(ex.price_to_precision(PERP, x)) if x else math.nan for x in (sl_px, tp_px)]
     o = 100 * (1 + moves[0])
     hi, lo = max(o, 100 * (1 + moves[1])), min(o, 100 * (1 + moves[2]))
@@ -280,7 +284,7 @@ def test_insufficient_funds_and_no_spot_shorting():
     (("ETH/USDT:USDT", "market", "sell", 1, None, {"reduceOnly": True}), ccxt.InvalidOrder, "no position"),
     (("ETH/USDT", "market", "buy", 1, None, {"stopLossPrice": 2_100}), ccxt.InvalidOrder, "spot"),
     (("ETH/USDT", "limit", "buy", 1, 1_900, {"triggerPrice": 1_950}), ccxt.NotSupported, "stop-market"),
-    (("ETH/USDT:USDT", "market", "buy", 1, None, {"stopLossPrice": 1, "takeProfitPrice": 3}), ccxt.InvalidOrder, "two orders"),
+    (("ETH/USDT:USDT", "market", "buy", 1, None, {"stopLossPrice": 1, "triggerPrice": 3}), ccxt.InvalidOrder, "not both"),
 ])
 def test_bad_orders_are_rejected_with_clear_errors(args, err, text):
     ex = make()

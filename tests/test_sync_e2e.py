@@ -63,7 +63,7 @@ def test_manual_close_on_the_venue_is_detected_booked_and_learned(setup, symbol)
     # its protective orders are no longer working, in the store either
     prot = engine.store.frame("orders", deployment_id=rt.id)
     prot = prot[prot["position_id"] == pos.id]
-    assert set(prot["purpose"]) >= {"stop_loss", "take_profit"} and not prot["status"].isin(["open", "pending"]).any()
+    assert set(prot["purpose"]) == {"entry", "protect"} and not prot["status"].isin(["open", "pending"]).any()  # a stop pair
     # every correction audited, the run and its differences stored
     actions = set(engine.store.frame("audit")["action"])
     assert {"sync:close_position", "sync:record_fill"} <= actions

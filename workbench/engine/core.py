@@ -178,9 +178,9 @@ class Engine:
                                row["tp_price"] if row["tp_price"] is not None else float("nan"))
             for o in orders.values():
                 if o["position_id"] == pos.id and o["status"] in ("open", "pending"):
-                    if o["purpose"] == "stop_loss":
+                    if o["purpose"] in ("stop_loss", "protect"):
                         pos.sl_cid, pos.sl_order_id = o["client_order_id"], o["venue_order_id"]
-                    elif o["purpose"] == "take_profit":
+                    if o["purpose"] in ("take_profit", "protect"):  # a stop pair is both
                         pos.tp_cid, pos.tp_order_id = o["client_order_id"], o["venue_order_id"]
             rt.ledger.open(pos)
             rt.marks.setdefault(pos.symbol, pos.entry_price)

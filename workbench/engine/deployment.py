@@ -351,18 +351,17 @@ class DeploymentRuntime:
                     self.store.update_order(cid, status="rejected", at=self._now(), error=f"{_NEVER_SENT} (found on recovery)")
                     counts["never_sent"] += 1
                     pos = self.ledger.positions.get(symbol)
-                    if pos is not None and cid in (pos.sl_cid, pos.tp_cid):  # a stop never placed: placed again below
-                        if cid == pos.sl_cid:
-                            pos.sl_cid, pos.sl_order_id = None, None
-                        else:
-                            pos.tp_cid, pos.tp_order_id = None, None
+                    if pos is not None and cid == pos.sl_cid:  # a stop never placed: placed again below
+                        pos.sl_cid, pos.sl_order_id = None, None
+                    if pos is not None and cid == pos.tp_cid:  # (a stop pair is both)
+                        pos.tp_cid, pos.tp_order_id = None, None
                 continue
             self._record_order_state(cid, order)
             pos = self.ledger.positions.get(symbol)
             if pos is not None and order.get("id"):  # a stop accepted just before the crash: keep its venue id
                 if cid == pos.sl_cid:
                     pos.sl_order_id = str(order["id"])
-                elif cid == pos.tp_cid:
+                if cid == pos.tp_cid:
                     pos.tp_order_id = str(order["id"])
             if order.get("status") != "closed" or not order.get("filled"):
                 counts["working"] += 1
@@ -373,9 +372,10 @@ class DeploymentRuntime:
             if row["purpose"] == "entry" and row["position_id"] is None and pos is None:
                 self._opened(symbol, cid, order, ts_ms, "long" if row["side"] == "buy" else "short", 1.0)
                 counts["booked"] += 1
-            elif row["purpose"] in ("exit", "stop_loss", "take_profit") and pos is not None and row["position_id"] in (None, pos.id):
+            elif row["purpose"] in ("exit", "stop_loss", "take_profit", "protect") and pos is not None and row["position_id"] in (None, pos.id):
                 _, avg, fee = _fill_of(order)
-                reason = row["purpose"] if row["purpose"] != "exit" else _EXIT_REASON.get(cid.rsplit("-", 1)[-1], "signal")
+                reason = (_EXIT_REASON.get(cid.rsplit("-", 1)[-1], "signal") if row["purpose"] == "exit"
+                          else _pair_reason(pos, order, avg) if row["purpose"] == "protect" else row["purpose"])
                 self._cancel_protection(pos, keep=cid, gone=self._canceled_with(order))
                 self._book_close(pos, avg, fee, ts_ms, reason)
                 counts["booked"] += 1
@@ -427,16 +427,30 @@ class DeploymentRuntime:
             self.cursor[sym] = max(self.cursor.get(sym, -1), int(round(max(marks) * 1000)) - back)
 
     def _protect(self, pos: OpenPosition, ts_ms: int, sl: bool = True, tp: bool = True, fresh: bool = False) -> None:
-        """Place the position's stop-loss and take-profit orders (`fresh`: their client ids are new, no lookup)."""
+        """Place the position's stop-loss and take-profit orders (`fresh`: their client ids are new, no lookup).
+
+        On a venue that takes both levels on one order (``stop_pairs``), that
+        one order is both: one to place, to watch and to cancel. If the venue
+        refuses it, each level is tried on its own order.
+        """
         want_sl, want_tp = sl, tp
         sl, tp = stop_levels(pos.side, pos.entry_price, self.limits.stop_loss, self.limits.take_profit)
         stored = _same(sl, pos.sl_price) and _same(tp, pos.tp_price)  # _opened wrote them with the position
         pos.sl_price, pos.tp_price = sl, tp
         exit_side = "sell" if pos.side == "long" else "buy"
+        known = False if fresh else None
+        if want_sl and want_tp and sl == sl and tp == tp and getattr(self.venue, "stop_pairs", False):
+            cid = client_order_id(self.id, pos.symbol, ts_ms, "sltp")
+            o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, cid, stop_loss_price=sl, take_profit_price=tp,
+                                        reduce_only=True), "protect", pos.id, known=known)
+            if o is not None:
+                pos.sl_cid = pos.tp_cid = cid
+                pos.sl_order_id = pos.tp_order_id = o.get("id")
+                want_sl = want_tp = False
         if sl == sl and want_sl:
             pos.sl_cid = client_order_id(self.id, pos.symbol, ts_ms, "sl")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id,
-                           known=False if fresh else None)
+                           known=known)
             pos.sl_order_id = o.get("id") if o else None
             if o is None:
                 self._unprotected(pos, "stop loss", pos.sl_cid, sl)
@@ -444,7 +458,7 @@ class DeploymentRuntime:
         if tp == tp and want_tp:
             pos.tp_cid = client_order_id(self.id, pos.symbol, ts_ms, "tp")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id,
-                           known=False if fresh else None)
+                           known=known)
             pos.tp_order_id = o.get("id") if o else None
             if o is None:
                 self._unprotected(pos, "take profit", pos.tp_cid, tp)
@@ -471,7 +485,7 @@ class DeploymentRuntime:
             return False  # its stops went out after this bar closed (a bar replayed after a restart)
         if self.simulated and stop_exit(pos.side, pos.sl_price, pos.tp_price, o, h, lo) is None:
             return False  # the simulator fills from these very bars: untouched levels cannot have filled
-        for cid, oid, reason in ((pos.sl_cid, pos.sl_order_id, "stop_loss"), (pos.tp_cid, pos.tp_order_id, "take_profit")):
+        for cid, oid, reason in _stop_orders(pos):
             if cid is None:
                 continue
             try:
@@ -484,7 +498,7 @@ class DeploymentRuntime:
                 self._record_fill(OrderRequest(symbol, "sell" if pos.side == "long" else "buy", "market", pos.amount, cid, reduce_only=True), order)
                 filled, avg, fee = _fill_of(order)
                 self._cancel_protection(pos, keep=cid, gone=self._canceled_with(order))
-                self._book_close(pos, avg, fee, ts_ms, reason)
+                self._book_close(pos, avg, fee, ts_ms, reason or _pair_reason(pos, order, avg))
                 return True
         return False
 
@@ -516,7 +530,7 @@ class DeploymentRuntime:
 
     def _cancel_protection(self, pos: OpenPosition, keep: str | None = None, gone: frozenset[str] = frozenset()) -> None:
         """Cancel the position's stops but `keep`; those in `gone` (venue order ids) the venue already cancelled."""
-        for cid, oid in ((pos.sl_cid, pos.sl_order_id), (pos.tp_cid, pos.tp_order_id)):
+        for cid, oid, _ in _stop_orders(pos):
             if cid is None or cid == keep:
                 continue
             status = self._order_status.pop(cid, None)
@@ -714,7 +728,7 @@ class DeploymentRuntime:
 
     def cancel_open_orders(self) -> None:
         for row in self.store.orders(self.id, statuses=("pending", "open", "partially_filled")):
-            if row["purpose"] in ("stop_loss", "take_profit") and row["symbol"] in self.ledger.positions:
+            if row["purpose"] in ("stop_loss", "take_profit", "protect") and row["symbol"] in self.ledger.positions:
                 continue  # cancelled with their position
             try:
                 if row["venue_order_id"]:
@@ -777,6 +791,22 @@ def _cid_bar_ms(cid: str) -> int | None:
         return int(parts[2], 36) * 1000
     except ValueError:
         return None
+
+
+def _stop_orders(pos: OpenPosition) -> tuple[tuple[str | None, str | None, str | None], ...]:
+    """The position's protective orders as (client id, venue id, exit reason); a stop pair is one, its reason None."""
+    if pos.sl_cid is not None and pos.sl_cid == pos.tp_cid:
+        return ((pos.sl_cid, pos.sl_order_id, None),)
+    return ((pos.sl_cid, pos.sl_order_id, "stop_loss"), (pos.tp_cid, pos.tp_order_id, "take_profit"))
+
+
+def _pair_reason(pos: OpenPosition, order: dict[str, Any], price: float) -> str:
+    """Which level of a stop pair filled: the venue's word when it gives one, else the level nearer the fill."""
+    info = order.get("info")
+    said = info.get("reason") if isinstance(info, dict) else None
+    if said in ("stop_loss", "take_profit"):
+        return str(said)
+    return "stop_loss" if abs(price - pos.sl_price) <= abs(price - pos.tp_price) else "take_profit"
 
 
 def _fill_of(order: dict[str, Any]) -> tuple[float, float, float]:

@@ -100,10 +100,14 @@ def _quote_fee(p: Mapping[str, Any], symbol: str, fee_key: str = "exit_fee") -> 
     return fee if (not cur or cur in (quote, settle)) and math.isfinite(fee) else 0.0
 
 
+#: order purposes that protect a position: its stop loss, its take profit, or both on one order (a stop pair)
+PROTECTIVE = ("stop_loss", "take_profit", "protect")
+
+
 def _cancel_protection(store: Store, position_id: int, venue: Any, now: float | None) -> list[str]:
     done = []
     for o in store.orders(statuses=UNSETTLED):
-        if o["position_id"] != position_id or o["purpose"] not in ("stop_loss", "take_profit"):
+        if o["position_id"] != position_id or o["purpose"] not in PROTECTIVE:
             continue
         status = "cancelled"
         if venue is not None:

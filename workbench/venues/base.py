@@ -84,6 +84,8 @@ class Venue(Protocol):
 
     id: str
     live: bool
+    #: optional (default False): one reduce-only order can carry both stop_loss_price and take_profit_price
+    #: (the first level reached fills it, the order is then done)
 
     def load_markets(self, reload: bool = False) -> dict[str, MarketRules]: ...
     def market(self, symbol: str) -> MarketRules: ...

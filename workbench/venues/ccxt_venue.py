@@ -90,6 +90,8 @@ class CcxtVenue:
         self.exchange = exchange
         self.id = venue_id or str(exchange.id)
         self.live = live
+        #: one reduce-only order can carry both a stop loss and a take profit (the exchange says so: the paper venue)
+        self.stop_pairs = getattr(exchange, "stop_pairs", False) is True
         self.live_confirmed = live_confirmed
         self.retry = retry or RetryPolicy()
         self.sleep = sleep

@@ -16,11 +16,12 @@ Driving it
 
 Order of processing within one bar
     1. Protective orders (reduce-only market orders with ``stopLossPrice`` /
-       ``takeProfitPrice``), per position: its stop loss and take profit are
+       ``takeProfitPrice``, or one order with both: a stop pair, see
+       ``stop_pairs``), per position: its stop loss and take profit are
        evaluated together by :func:`workbench.fills.stop_exit` (a gap at the
        open fills at the open, else at the level; stop loss wins when the bar
        crosses both). A triggered one is a market order at the trigger price
-       with slippage and the taker fee.
+       with slippage and the taker fee (``info['reason']`` says which level).
     2. Liquidation of swap positions whose (isolated) liquidation price the
        bar reaches, at that price (or the open on a gap), taker fee.
     3. Plain stop-market orders (``triggerPrice``), per
@@ -94,6 +95,10 @@ SNAPSHOT_VERSION = 1
 
 class PaperExchange(PaperViews, ccxt.Exchange):
     """A simulated exchange (spot and linear perpetuals) behind ccxt's unified API."""
+
+    #: one reduce-only order may carry both stopLossPrice and takeProfitPrice (the first level reached fills it),
+    #: as a position's TP/SL does on Bybit: one order to place and to cancel instead of two
+    stop_pairs = True
 
     def describe(self) -> dict[str, Any]:
         return self.deep_extend(super().describe(), {
@@ -563,9 +568,9 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         sl = _level(params.pop("stopLossPrice", None), "stopLossPrice")
         tp = _level(params.pop("takeProfitPrice", None), "takeProfitPrice")
         trig = _level(params.pop("triggerPrice", params.pop("stopPrice", None)), "triggerPrice")
-        if (sl is not None) + (tp is not None) + (trig is not None) > 1:
-            raise ccxt.InvalidOrder("paper takes one of stopLossPrice, takeProfitPrice, triggerPrice per order: "
-                                    "place the stop loss and the take profit as two orders.")
+        if trig is not None and (sl is not None or tp is not None):
+            raise ccxt.InvalidOrder("paper takes triggerPrice or stopLossPrice / takeProfitPrice on an order, not both: "
+                                    "place the stop-market order and the protective order separately.")
         if "leverage" in params:
             self._apply_leverage(params.pop("leverage"), symbol)
         amount = self._check_amount(symbol, amount)
