@@ -495,14 +495,18 @@ def test_guard_equity_fast_path_equals_the_full_update(steps, daily, drawdown, r
         assert fast.state() == full.state()
 
 
-@settings(max_examples=200, deadline=None)
-@given(
+#: equity paths for the guard's quiet tests: limits, where the day is, per-bar returns, one bad equity
+QUIET_PATHS = dict(
     daily=st.sampled_from([None, 0.01, 0.03]),
     drawdown=st.sampled_from([None, 0.02, 0.05]),
     start=st.floats(-7_200, 7_200),
     returns=st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=120),
     bad=st.sampled_from([None, float("nan"), float("inf")]),
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(**QUIET_PATHS)
 def test_quiet_bars_leave_the_guard_as_updating_bar_by_bar(daily, drawdown, start, returns, bad):
     """A replay calls quiet() alone while it passes: the guard ends as full updates leave it, and later updates agree."""
     limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=0)
@@ -528,14 +532,7 @@ def test_quiet_bars_leave_the_guard_as_updating_bar_by_bar(daily, drawdown, star
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    daily=st.sampled_from([None, 0.01, 0.03]),
-    drawdown=st.sampled_from([None, 0.02, 0.05]),
-    start=st.floats(-7_200, 7_200),
-    returns=st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=120),
-    bad=st.sampled_from([None, float("nan"), float("inf")]),
-    paused=st.booleans(),
-)
+@given(**QUIET_PATHS, paused=st.booleans())
 def test_quiet_run_passes_the_bars_quiet_passes_one_by_one(daily, drawdown, start, returns, bad, paused):
     """quiet_run on arrays is quiet() on each bar in turn: the same count, and the guard ends the same after the next update."""
     limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=0)

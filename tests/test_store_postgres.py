@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_store import _fill, _order  # the same rows as the SQLite tests
 
 from workbench.data import sample_ohlcv
 from workbench.engine import DeploymentSpec, replay
@@ -11,16 +12,6 @@ from workbench.fills import Costs
 from workbench.store import Store
 
 pytestmark = pytest.mark.postgres
-
-
-def _order(cid: str, **kw) -> dict:
-    return {"deployment_id": "d1", "client_order_id": cid, "symbol": "BTC/USDT", "side": "buy", "type": "market",
-            "amount": 1.0, "purpose": "entry", "status": "pending", "reduce_only": False, "created_at": 5.0, **kw}
-
-
-def _fill(tid: str) -> dict:
-    return {"deployment_id": "d1", "venue": "paper", "venue_trade_id": tid, "symbol": "BTC/USDT", "side": "buy",
-            "amount": 1.0, "price": 100.0, "fee": 0.1, "fee_currency": "USDT", "at": 1.0}
 
 
 def _position(sym: str) -> dict:
