@@ -76,7 +76,6 @@ class DeploymentRuntime:
         self._equity_blocks: list[np.ndarray] = []  # earlier rows as (n, 4) arrays (quiet stretches of a replay)
         self._equity_blocked = 0  # rows in those blocks
         self._equity_batch = equity_batch
-        self.peak_equity = spec.initial_cash
         self.live_venue = bool(getattr(venue, "live", False))
         # a venue that fills from the bars we feed it (the paper exchange), as opposed to a real market
         self._feed_bar = getattr(getattr(venue, "exchange", None), "feed_bar", None)
@@ -204,8 +203,6 @@ class DeploymentRuntime:
             eq, unrealized = ledger.equity(self.marks), ledger.unrealized(self.marks)
         else:
             eq, unrealized = ledger.cash, 0.0
-        if eq > self.peak_equity:
-            self.peak_equity = eq
         self._equity_rows.append((ts_ms / 1000.0, eq, ledger.cash, unrealized))
         if len(self._equity_rows) + self._equity_blocked >= self._equity_batch:
             self.flush()
@@ -253,7 +250,7 @@ class DeploymentRuntime:
         return (below if below == below else -math.inf), (above if above == above else math.inf)
 
     def _quiet_rows(self, symbol: str, bars: BarSeries, start: int, end: int) -> int:
-        """Take in bars [start, end) while the risk guard stays quiet: their equity rows and peaks; the first bar left."""
+        """Take in bars [start, end) while the risk guard stays quiet (it keeps their peaks): their equity rows; the first bar left."""
         if end <= start:
             return start
         cash = self.ledger.cash
@@ -268,14 +265,11 @@ class DeploymentRuntime:
         n = self.guard.quiet_run(eq, bars.close_clock[start:end])
         if n:
             block = np.empty((n, 4))
-            block[:, 0] = bars.arrays[0][start:start + n] / 1000.0
+            block[:, 0] = bars.seconds[start:start + n]
             block[:, 1] = eq[:n]
             block[:, 2] = cash
             block[:, 3] = unrealized if pos is None else unrealized[:n]
             self._add_equity_block(block)
-            top = float(eq[:n].max())
-            if top > self.peak_equity:
-                self.peak_equity = top
         return start + n
 
     def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
@@ -746,6 +740,7 @@ class BarSeries(NamedTuple):
     lists: tuple[list[Any], ...]  # the same as Python numbers
     close_times: list[float]  # the clock at each bar's close (s)
     close_clock: np.ndarray  # the same as an array
+    seconds: np.ndarray  # each bar's open time (s): its equity row's time
     envelope: tuple[np.ndarray, np.ndarray]  # each bar's lowest and highest price (bar_envelope)
     ascending: bool  # every bar after the one before it (quiet runs need it)
 
@@ -754,7 +749,7 @@ class BarSeries(NamedTuple):
         ts = df.index.as_unit("ms").asi8.astype(np.int64)
         arrays = (ts, *(df[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")))
         clock = (ts + step_ms) / 1000.0
-        return cls(arrays, tuple(a.tolist() for a in arrays), clock.tolist(), clock, bar_envelope(*arrays[1:5]),
+        return cls(arrays, tuple(a.tolist() for a in arrays), clock.tolist(), clock, ts / 1000.0, bar_envelope(*arrays[1:5]),
                    bool(np.all(np.diff(ts) > 0)))
 
 

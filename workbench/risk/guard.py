@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..scan import guard_prefix
 from .limits import RiskLimits
 from .model import PortfolioView, RiskEvent, as_seconds, finite_number, positive_number
 
@@ -161,27 +162,11 @@ class RiskGuard:
         if (not n or self.day is None or self.breaches or self.rearm or self.peak_equity is None
                 or self.drawdown_peak is None or not self._day_lo <= t[0]):
             return 0
-        m = min(n, int(np.searchsorted(t, self._day_hi, side="left")))
-        e = eq[:m]
-        finite = np.isfinite(e)
-        if not finite.all():
-            m = int(finite.argmin())
-            e = e[:m]
-        if not m:
-            return 0
-        dd_peak = np.maximum(np.maximum.accumulate(e), self.drawdown_peak)  # the peak quiet() checks each bar against
-        hit = np.zeros(m, dtype=bool)
         dl, dd = self.limits.daily_loss_limit, self.limits.drawdown_limit
         start, ref = self.day_start_equity, self.loss_reference
-        if dl is not None and start is not None and start > 0 and ref is not None:
-            hit |= (ref - e) / start >= dl * (1 - TOL)
-        if dd is not None:
-            positive = dd_peak > 0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                hit |= positive & ((dd_peak - e) / np.where(positive, dd_peak, 1.0) >= dd * (1 - TOL))
-        k = int(hit.argmax()) if hit.any() else m
+        daily = (start, ref, dl * (1 - TOL)) if dl is not None and start is not None and start > 0 and ref is not None else None
+        k, top = guard_prefix(eq, t, 0, n, self._day_hi, self.drawdown_peak, daily, None if dd is None else dd * (1 - TOL))
         if k:
-            top = float(e[:k].max())
             self.peak_equity = max(self.peak_equity, top)
             self.drawdown_peak = max(self.drawdown_peak, top)
         return k

@@ -80,6 +80,7 @@ from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from ..errors import ConfigError, did_you_mean
 from ..fills import Costs, bar_envelope, limit_fill, market_fill_price, stop_exit, stop_order_trigger
+from ..scan import first_reach
 from ..timeframes import TIMEFRAMES
 from .paper_accounts import step_floor
 from .paper_markets import build_market, default_markets, infer_market
@@ -380,8 +381,7 @@ class PaperExchange(PaperViews, ccxt.Exchange):
         if last is not None and ts[start] <= last[0]:
             return 0
         low_reach, high_reach = self._reach(symbol) if (self._open.get(symbol) or symbol in self._positions) else (-_INF, _INF)
-        ok = (floor[start:stop] > max(low_reach, below, 0.0)) & (ceil[start:stop] < min(high_reach, above))
-        return int(ok.argmin()) if not ok.all() else stop - start
+        return first_reach(floor, ceil, start, stop, max(low_reach, below, 0.0), min(high_reach, above))
 
     def feed_quiet(self, symbol: str, ts: Any, open: Any, high: Any, low: Any, close: Any, volume: Any) -> None:
         """Feed bars that :meth:`quiet_bars` counted, at once: the same state as :meth:`feed_bar` on each.

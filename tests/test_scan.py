@@ -1,0 +1,50 @@
+"""The compiled scans of a replay's quiet stretches make the comparisons numpy makes, bar for bar."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench.scan import first_reach, guard_prefix
+
+prices = st.lists(st.one_of(st.floats(90, 110), st.just(float("nan"))), min_size=1, max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lows=prices, spread=st.floats(0, 5), below=st.floats(80, 105), above=st.floats(95, 120), data=st.data())
+def test_first_reach_counts_the_bars_numpy_passes(lows, spread, below, above, data):
+    floor = np.array(lows)
+    ceil = floor + spread
+    start = data.draw(st.integers(0, len(floor)))
+    stop = data.draw(st.integers(start, len(floor)))
+    ok = (floor[start:stop] > below) & (ceil[start:stop] < above)
+    want = int(ok.argmin()) if not ok.all() else stop - start
+    assert first_reach(floor, ceil, start, stop, below, above) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(returns=st.lists(st.floats(-0.02, 0.02), min_size=1, max_size=60), bad=st.sampled_from([None, float("nan"), float("-inf")]),
+       daily=st.sampled_from([None, 0.01, 0.03]), drawdown=st.sampled_from([None, 0.02, 0.04]), data=st.data())
+def test_guard_prefix_stops_where_a_bar_by_bar_check_stops(returns, bad, daily, drawdown, data):
+    eq = 10_000.0 * np.cumprod(1 + np.array(returns))
+    if bad is not None:
+        eq[len(eq) // 2] = bad
+    t = 60.0 * np.arange(1, len(eq) + 1)
+    start = data.draw(st.integers(0, len(eq)))
+    day_end = data.draw(st.sampled_from([np.inf, float(t[-1]), float(t[len(t) // 2])]))
+    peak = 10_000.0
+    n, top = 0, -np.inf
+    for k in range(start, len(eq)):  # the rule, bar by bar
+        e = float(eq[k])
+        if not t[k] < day_end or not np.isfinite(e):
+            break
+        peak = max(peak, e)
+        if daily is not None and (10_000.0 - e) / 10_000.0 >= daily:
+            break
+        if drawdown is not None and (peak - e) / peak >= drawdown:
+            break
+        n, top = n + 1, max(top, e)
+    got_n, got_top = guard_prefix(eq, t, start, len(eq), day_end, 10_000.0, None if daily is None else (10_000.0, 10_000.0, daily), drawdown)
+    assert got_n == n
+    if n:
+        assert got_top == top

@@ -1,0 +1,80 @@
+"""Compiled scans over a replay's bar arrays: how far a quiet stretch goes, in one call each.
+
+A replay spends most bars in quiet stretches (no signal, no level reached, the risk guard quiet).
+A stretch is a few dozen bars, where numpy's cost per call (about a microsecond, a dozen calls a
+stretch) outweighs the work; these loops make the same comparisons, in the same float operations,
+in one compiled call (numba, cached on disk). The rules stay with their owners: the paper venue
+says which levels a bar must not reach (:meth:`PaperExchange.quiet_run`), the risk guard which
+limits (:meth:`RiskGuard.quiet_run`); here they are only applied to arrays.
+
+numba loads on the first scan, so a live engine that never replays never imports it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_kernels: dict[str, Any] = {}
+
+
+def _first_reach(floor: Any, ceil: Any, start: int, stop: int, below: float, above: float) -> int:
+    for k in range(start, stop):
+        if not (floor[k] > below and ceil[k] < above):
+            return k - start
+    return stop - start
+
+
+def _guard_prefix(eq: Any, t: Any, start: int, stop: int, day_end: float, dd_peak: float, use_dl: bool, day_start: float,
+                  ref: float, dl_level: float, use_dd: bool, dd_level: float) -> tuple[int, float]:
+    top = -1.0e308
+    for k in range(start, stop):
+        e = eq[k]
+        if not t[k] < day_end or not (e - e == 0.0):  # the next day, or equity that is not a finite number
+            return k - start, top
+        if e > dd_peak:
+            dd_peak = e
+        if use_dl and (ref - e) / day_start >= dl_level:
+            return k - start, top
+        if use_dd and dd_peak > 0 and (dd_peak - e) / dd_peak >= dd_level:
+            return k - start, top
+        if e > top:
+            top = e
+    return stop - start, top
+
+
+def _compiled(name: str, fn: Any) -> Any:
+    kernel = _kernels.get(name)
+    if kernel is None:
+        import numba
+
+        try:
+            kernel = numba.njit(cache=True, nogil=True)(fn)
+        except RuntimeError:  # no writable place for numba's cache: compile in each process (well under a second)
+            kernel = numba.njit(nogil=True)(fn)
+        _kernels[name] = kernel
+    return kernel
+
+
+def first_reach(floor: Any, ceil: Any, start: int, stop: int, below: float, above: float) -> int:
+    """How many bars from `start` (before `stop`) stay strictly inside (below, above): envelope floor > below, ceil < above.
+
+    A NaN envelope ends the run, as its comparisons are false.
+    """
+    return int(_compiled("first_reach", _first_reach)(floor, ceil, start, stop, float(below), float(above)))
+
+
+def guard_prefix(eq: Any, t: Any, start: int, stop: int, day_end: float, dd_peak: float, daily_loss: tuple[float, float, float] | None,
+                 drawdown: float | None) -> tuple[int, float]:
+    """Leading bars of `eq` (at times `t`, from `start` before `stop`) that breach no limit, and the highest equity among them.
+
+    A run ends at the first bar at or after `day_end`, with equity that is not finite, or that
+    breaches: `daily_loss` = (day's start equity, loss reference, level) with (ref - eq) / start >= level;
+    `drawdown` = level with (peak - eq) / peak >= level, the peak running from `dd_peak`.
+    """
+    use_dl = daily_loss is not None
+    day_start, ref, dl_level = daily_loss if daily_loss is not None else (1.0, 0.0, 0.0)
+    n, top = _compiled("guard_prefix", _guard_prefix)(eq, t, start, stop, float(day_end), float(dd_peak), use_dl, float(day_start),
+                                                       float(ref), float(dl_level), drawdown is not None, float(drawdown or 0.0))
+    return int(n), float(top)
+
+
+__all__ = ["first_reach", "guard_prefix"]
