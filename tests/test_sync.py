@@ -236,8 +236,11 @@ def test_corrections_apply_only_by_choice_and_are_audited(store):
     assert store.fills()[0]["external"]
     assert diff(_books(store), venue, TOL) == []  # healed
     assert {"sync:record_fill", "sync:resize_position"} <= set(store.frame("audit")["action"])
-    rec = learning_records(store)
-    assert len(rec) == 0  # a partial close is not an intervention record (only full manual closes)
+    (rec,) = learning_records(store).to_dict("records")  # the part closed by hand, beside what the strategy would have done
+    assert rec["position_id"] == pid and rec["amount"] == 0.5 and rec["exit_price"] == 110.0 and rec["cf_status"] == "pending"
+    assert rec["pnl"] == pytest.approx(trade["pnl"])
+    (closed,) = store.positions("d1", status="closed")  # the closed part's row, which the counterfactual reads its entry fee from
+    assert closed["id"] == pid and closed["amount"] == 0.5 and closed["entry_fee"] == pytest.approx(0.05)
 
 
 def test_unknown_positions_adopted_or_ignored(store):

@@ -207,3 +207,77 @@ def test_fault_on_a_running_engine_is_retried_or_surfaced_and_nothing_duplicates
         assert "InsufficientFunds" in str(audit[audit.action == "order_failed"].params.tolist())
     assert a.status == "active" and b.status == "active" and len(store.trades(b.id)) >= 1
     assert_no_duplicates_or_losses(store, emu, a.id)
+
+
+def test_an_order_the_venue_took_without_answering_is_settled_when_it_answers_never_guessed_rejected(world):
+    """The venue places the entry but the reply is lost, and it answers no lookup until every retry has run out.
+
+    The order stays pending (not rejected on a guess); once the venue answers, the entry is booked as
+    the position the venue holds, on the bar it was decided on, and protected; nothing is sent twice.
+    """
+    ft, emu, store, engine, a, b = world
+    hit = {}
+
+    def lose_the_reply(payload):
+        if payload["deployment_id"] == a.id and not hit:
+            hit.update(at=ft.now(), orders=len(store.orders(a.id)))
+            emu.faults.add("create_order", "drop_after_accept", times=1)
+            for op in ("open_orders", "order_history"):
+                emu.faults.down(seconds=1800, op=op)  # long enough for the strategy to signal again meanwhile
+
+    def watch(payload):
+        if payload["deployment_id"] == a.id and "error" in payload:
+            hit.setdefault("answer", (payload["status"], store.order(payload["client_order_id"])))
+
+    engine.on("signal", lose_the_reply)
+    engine.on("order", watch)
+    run(engine, ft, minutes=90)
+    assert hit and ("create_order", "drop_after_accept") in emu.faults.log
+    row = store.orders(a.id)[hit["orders"]]
+    (placed,) = emu.orders(row["client_order_id"])
+    assert placed.created < (hit["at"] + 60) * 1000, "placed by the first request, whose reply was lost"
+    states = [s for _, s in row["status_history"]]
+    assert row["status"] == "filled" and "rejected" not in states, row
+    status, then = hit["answer"]  # what the engine said when the retries ran out
+    assert status == "unknown" and then["status"] == "pending" and "no answer from the venue" in then["error"], then
+    booked = next(p for p in store.positions(a.id, status=None) if p["id"] == row["position_id"])
+    assert booked["entry_at"] <= hit["at"], "booked on the bar it was decided on, not when it was settled"
+    stops = [o for o in store.orders(a.id) if o["position_id"] == booked["id"] and o["purpose"] in ("stop_loss", "take_profit")]
+    assert {o["purpose"] for o in stops} == {"stop_loss", "take_profit"}
+    audit = store.frame("audit")
+    assert (audit[audit.target == a.id].action == "order_unanswered").sum() == 1
+    # meanwhile the strategy signalled again: refused while the entry had no answer, so nothing doubled it
+    events = store.frame("risk_events", deployment_id=a.id)
+    waiting = events[events.reason.str.contains("has no answer from the venue yet")]
+    assert len(waiting) >= 1 and (waiting["at"] < booked["entry_at"] + 1800 + 120).all()
+    sent_meanwhile = [o for o in store.orders(a.id) if o["purpose"] in ("entry", "exit") and hit["at"] < o["created_at"] < waiting["at"].max()]
+    assert sent_meanwhile == [], sent_meanwhile
+    assert_no_duplicates_or_losses(store, emu, a.id)
+
+
+def test_a_stop_the_venue_took_without_answering_stays_the_positions_and_is_never_placed_twice(world):
+    """The stop loss's reply is lost and lookups fail: the position keeps it as unsettled (no 'unprotected'
+    event, no second stop); when the venue answers, the stop is known by its venue id and settled like any other."""
+    ft, emu, store, engine, a, b = world
+    hit = {}
+
+    def lose_the_stop(payload):
+        order = payload.get("order") or {}
+        if payload["deployment_id"] == a.id and not hit and order.get("status") == "closed":  # the entry filled
+            hit.update(at=ft.now(), entry=payload["client_order_id"])
+            emu.faults.add("create_order", "drop_after_accept", times=1)  # the next order: its stop loss
+            for op in ("open_orders", "order_history"):
+                emu.faults.down(seconds=400, op=op)
+
+    engine.on("order", lose_the_stop)
+    run(engine, ft, minutes=90)
+    assert hit and ("create_order", "drop_after_accept") in emu.faults.log
+    entry = store.order(hit["entry"])
+    stops = [o for o in store.orders(a.id) if o["position_id"] == entry["position_id"] and o["purpose"] == "stop_loss"]
+    assert len(stops) == 1, "the stop was placed once, not again when its answer was lost"
+    (stop,) = stops
+    assert stop["status"] != "pending" and "rejected" not in [s for _, s in stop["status_history"]], stop
+    assert stop["venue_order_id"], "known by its venue id once the venue answered"
+    events = store.frame("risk_events", deployment_id=a.id)
+    assert not (events["kind"] == "unprotected").any()
+    assert_no_duplicates_or_losses(store, emu, a.id)

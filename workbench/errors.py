@@ -30,7 +30,18 @@ class StoreError(WorkbenchError):
 
 
 class VenueError(WorkbenchError):
-    """A venue refused or failed a request."""
+    """A venue refused or failed a request.
+
+    Raised as is, the venue may not have answered: an order sent may or may not have reached it.
+    """
+
+
+class PermanentVenueError(VenueError):
+    """The venue answered and refused, for a reason that retrying cannot fix (`kind`: ccxt's error class name)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class LiveTradingRefused(WorkbenchError):

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, LiveTradingRefused, VenueError
+from ..errors import ConfigError, LiveTradingRefused, PermanentVenueError, VenueError
 from ..fills import bar_envelope, stop_exit, stop_levels
 from ..markets import MarketRules
 from ..risk import OrderIntent, PortfolioView, PositionView, RiskGuard, check_order, size_entry
@@ -26,7 +26,7 @@ from ..strategies import Decision, Strategy
 from ..timeframes import timeframe_seconds
 from ..venues.base import OrderRequest, Venue, client_order_id
 from .clock import Clock
-from .ledger import Ledger, OpenPosition
+from .ledger import PROTECTIVE, Ledger, OpenPosition
 from .spec import DeploymentSpec
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -90,6 +90,8 @@ class DeploymentRuntime:
         self.orders_upto = -1
         #: what we know of our working orders' state (client id -> store status), so a cancel needs no lookup
         self._order_status: dict[str, str] = {}
+        #: client ids of orders the venue did not answer for: pending until it says what became of them (settle_orders)
+        self._unsettled: set[str] = set()
 
     # -- helpers --------------------------------------------------------------
     def _now(self) -> float:
@@ -174,6 +176,8 @@ class DeploymentRuntime:
         """Process one closed bar of `symbol` (bar open time `ts_ms`)."""
         if ts_ms <= self.cursor.get(symbol, -1):
             return  # already processed (restart or duplicate feed)
+        if self._unsettled:
+            self.settle_orders()
         if symbol not in self.precomputed:
             hist = self.history[symbol]
             if not hist or hist[-1][0] < ts_ms:
@@ -273,6 +277,10 @@ class DeploymentRuntime:
         return start + n
 
     def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
+        if self._unsettled and (waiting := self._awaiting(symbol)):
+            self._risk_event("denied", f"{symbol}'s order {waiting} has no answer from the venue yet: no new entry or exit "
+                             "until the venue says what became of it", {"order": waiting}, symbol)
+            return
         pos = self.ledger.positions.get(symbol)
         long_ok = self.spec.direction in ("long", "both")
         short_ok = self.spec.direction in ("short", "both")
@@ -329,36 +337,72 @@ class DeploymentRuntime:
 
     # -- recovery ---------------------------------------------------------------
     def recover_orders(self) -> dict[str, int]:
-        """After a restart, settle every order the store left unfinished by asking the venue.
+        """After a restart, settle every order the store left unfinished by asking the venue (:meth:`_settle`).
+
+        Then a position left without its stops (a crash between entry and
+        stops, or a stop the venue never saw) is protected again.
+        """
+        counts = self._settle(self.store.orders(self.id, statuses=("pending", "open", "partially_filled")))
+        counts["booked"] += self._protect_missing()
+        return counts
+
+    def settle_orders(self) -> dict[str, int]:
+        """Ask the venue about the orders it did not answer for (:meth:`_unanswered`); those it still does not answer for wait.
+
+        Runs before each bar while there are any: an entry the venue took is
+        booked as a position (with its stops), an exit as a closed trade, on
+        the bar they were decided on; an order it never saw is marked rejected.
+        """
+        rows = [r for r in map(self.store.order, sorted(self._unsettled)) if r is not None]
+        self._unsettled.intersection_update(r["client_order_id"] for r in rows)
+        counts = self._settle(rows, wait=True)
+        if len(rows) > counts["unanswered"]:
+            counts["booked"] += self._protect_missing()
+        return counts
+
+    def _settle(self, rows: list[dict[str, Any]], wait: bool = False) -> dict[str, int]:
+        """Settle stored orders by the venue's word.
 
         An order written ahead but never seen by the venue is marked rejected;
-        one the venue filled while we were down is booked (entry -> position,
-        exit or stop -> closed trade) on the bar an uninterrupted run books it
-        on (:meth:`_booking_bar`); one still working is left working.
+        one the venue filled meanwhile is booked (entry -> position, exit or
+        stop -> closed trade) on the bar an uninterrupted run books it on
+        (:meth:`_booking_bar`); one still working is left working, unless it
+        protects a position that is closed: then it is cancelled. `wait`: an
+        order the venue cannot be asked about now stays unsettled (else the
+        venue's error is raised).
         """
-        counts = {"booked": 0, "never_sent": 0, "working": 0}
-        for row in self.store.orders(self.id, statuses=("pending", "open", "partially_filled")):
+        counts = {"booked": 0, "never_sent": 0, "working": 0, "unanswered": 0}
+        for row in rows:
             cid, symbol = row["client_order_id"], row["symbol"]
-            order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
+            try:
+                order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
+            except VenueError:
+                if not wait:
+                    raise
+                counts["unanswered"] += 1
+                continue
+            self._unsettled.discard(cid)
             if order is None:
                 if row["status"] == "pending":
-                    self.store.update_order(cid, status="rejected", at=self._now(), error=f"{_NEVER_SENT} (found on recovery)")
+                    self.store.update_order(cid, status="rejected", at=self._now(), error=f"{_NEVER_SENT} (found when settling)")
                     counts["never_sent"] += 1
                     pos = self.ledger.positions.get(symbol)
-                    if pos is not None and cid == pos.sl_cid:  # a stop never placed: placed again below
+                    if pos is not None and cid == pos.sl_cid:  # a stop never placed: placed again (_protect_missing)
                         pos.sl_cid, pos.sl_order_id = None, None
                     if pos is not None and cid == pos.tp_cid:  # (a stop pair is both)
                         pos.tp_cid, pos.tp_order_id = None, None
                 continue
             self._record_order_state(cid, order)
             pos = self.ledger.positions.get(symbol)
-            if pos is not None and order.get("id"):  # a stop accepted just before the crash: keep its venue id
+            if pos is not None and order.get("id"):  # a stop accepted unanswered (or just before a crash): keep its venue id
                 if cid == pos.sl_cid:
                     pos.sl_order_id = str(order["id"])
                 if cid == pos.tp_cid:
                     pos.tp_order_id = str(order["id"])
             if order.get("status") != "closed" or not order.get("filled"):
                 counts["working"] += 1
+                if row["purpose"] in PROTECTIVE and self._order_status.get(cid) and (pos is None or row["position_id"] != pos.id):
+                    self._cancel_stray(cid, order, symbol)  # it protects a position already closed
                 continue
             req = OrderRequest(symbol, row["side"], "market", float(row["amount"]), cid, reduce_only=bool(row["reduce_only"]))
             self._record_fill(req, order)
@@ -366,20 +410,43 @@ class DeploymentRuntime:
             if row["purpose"] == "entry" and row["position_id"] is None and pos is None:
                 self._opened(symbol, cid, order, ts_ms, "long" if row["side"] == "buy" else "short", 1.0)
                 counts["booked"] += 1
-            elif row["purpose"] in ("exit", "stop_loss", "take_profit", "protect") and pos is not None and row["position_id"] in (None, pos.id):
+            elif row["purpose"] in ("exit", *PROTECTIVE) and pos is not None and row["position_id"] in (None, pos.id):
                 _, avg, fee = _fill_of(order)
                 reason = (_EXIT_REASON.get(cid.rsplit("-", 1)[-1], "signal") if row["purpose"] == "exit"
                           else _pair_reason(pos, order, avg) if row["purpose"] == "protect" else row["purpose"])
                 self._cancel_protection(pos, keep=cid, gone=self._canceled_with(order))
                 self._book_close(pos, avg, fee, ts_ms, reason)
                 counts["booked"] += 1
-        for pos in list(self.ledger.positions.values()):  # a crash between entry and its stops
+        return counts
+
+    def _awaiting(self, symbol: str) -> str | None:
+        """An unsettled entry or exit of `symbol`: acting again before it is settled could double a position or its exit."""
+        for cid in sorted(self._unsettled):
+            row = self.store.order(cid)
+            if row is not None and row["symbol"] == symbol and row["purpose"] in ("entry", "exit"):
+                return cid
+        return None
+
+    def _cancel_stray(self, cid: str, order: dict[str, Any], symbol: str) -> None:
+        """Cancel a working stop whose position is closed; if the venue cannot, it is settled again before the next bar."""
+        try:
+            self.venue.cancel_order(str(order["id"]), symbol)
+        except VenueError:
+            self._unsettled.add(cid)
+            return
+        self._order_status.pop(cid, None)
+        self.store.update_order(cid, status="cancelled", at=self._now())
+
+    def _protect_missing(self) -> int:
+        """Protect each open position that lacks a stop it should have; how many were."""
+        done = 0
+        for pos in list(self.ledger.positions.values()):
             wants_sl = self.limits.stop_loss is not None and pos.sl_cid is None
             wants_tp = self.limits.take_profit is not None and pos.tp_cid is None
             if wants_sl or wants_tp:
                 self._protect(pos, int(pos.entry_at * 1000), sl=wants_sl, tp=wants_tp)
-                counts["booked"] += 1
-        return counts
+                done += 1
+        return done
 
     def _booking_bar(self, row: dict[str, Any], order: dict[str, Any]) -> int:
         """The bar (open time, ms) a fill found on recovery belongs to, as an uninterrupted run books it.
@@ -437,16 +504,16 @@ class DeploymentRuntime:
             cid = client_order_id(self.id, pos.symbol, ts_ms, "sltp")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, cid, stop_loss_price=sl, take_profit_price=tp,
                                         reduce_only=True), "protect", pos.id, known=known)
-            if o is not None:
+            if o is not None or cid in self._unsettled:  # placed, or perhaps placed: settled before the next bar
                 pos.sl_cid = pos.tp_cid = cid
-                pos.sl_order_id = pos.tp_order_id = o.get("id")
+                pos.sl_order_id = pos.tp_order_id = o.get("id") if o else None
                 want_sl = want_tp = False
         if sl == sl and want_sl:
             pos.sl_cid = client_order_id(self.id, pos.symbol, ts_ms, "sl")
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.sl_cid, stop_loss_price=sl, reduce_only=True), "stop_loss", pos.id,
                            known=known)
             pos.sl_order_id = o.get("id") if o else None
-            if o is None:
+            if o is None and pos.sl_cid not in self._unsettled:
                 self._unprotected(pos, "stop loss", pos.sl_cid, sl)
                 pos.sl_cid = None
         if tp == tp and want_tp:
@@ -454,7 +521,7 @@ class DeploymentRuntime:
             o = self._send(OrderRequest(pos.symbol, exit_side, "stop", pos.amount, pos.tp_cid, take_profit_price=tp, reduce_only=True), "take_profit", pos.id,
                            known=known)
             pos.tp_order_id = o.get("id") if o else None
-            if o is None:
+            if o is None and pos.tp_cid not in self._unsettled:
                 self._unprotected(pos, "take profit", pos.tp_cid, tp)
                 pos.tp_cid = None
         if not stored:
@@ -527,6 +594,8 @@ class DeploymentRuntime:
         for cid, oid, _ in _stop_orders(pos):
             if cid is None or cid == keep:
                 continue
+            if cid in self._unsettled:  # the venue has not said whether it took it: settle_orders cancels it if it did
+                continue
             status = self._order_status.pop(cid, None)
             if status is None or not oid:
                 row = self.store.order(cid)
@@ -542,7 +611,11 @@ class DeploymentRuntime:
                 self.store.update_order(cid, status="cancelled", at=self._now())
             except VenueError:
                 # Reduce-only orders die with the position at the venue; record what the venue says.
-                order = self.venue.fetch_order(pos.symbol, order_id=oid, client_order_id=cid)
+                try:
+                    order = self.venue.fetch_order(pos.symbol, order_id=oid, client_order_id=cid)
+                except VenueError:
+                    self._unsettled.add(cid)  # asked again before the next bar, and cancelled if still working
+                    continue
                 if order:
                     self._record_order_state(cid, order)
 
@@ -615,6 +688,9 @@ class DeploymentRuntime:
             self._risk_event("denied", str(exc), {"order": req.client_order_id}, req.symbol)
             return None
         except (VenueError, ConfigError) as exc:
+            if isinstance(exc, VenueError) and not isinstance(exc, PermanentVenueError):
+                self._unanswered(req, draft, exc)
+                return None
             self._write_order(req.client_order_id, draft, status="rejected", error=str(exc))
             self.store.audit("engine", "order_failed", self.id, {"order": req.client_order_id, "error": str(exc)})
             kind = getattr(exc, "kind", "")
@@ -629,6 +705,19 @@ class DeploymentRuntime:
             self._record_fill(req, order)
         self.emit("order", {"deployment_id": self.id, "client_order_id": req.client_order_id, "status": order.get("status"), "order": order})
         return order
+
+    def _unanswered(self, req: OrderRequest, draft: _Draft | None, exc: VenueError) -> None:
+        """The venue gave no answer (a timeout, a dropped connection, retries run out): the order may have reached it.
+
+        It is not marked rejected on a guess: it stays pending, with the
+        error, until the venue says what became of it (:meth:`settle_orders`,
+        before each bar). Its client id is never sent again meanwhile.
+        """
+        cid = req.client_order_id
+        self._write_order(cid, draft, status="pending", error=f"{_NO_ANSWER}: {exc}")
+        self._unsettled.add(cid)
+        self.store.audit("engine", "order_unanswered", self.id, {"order": cid, "error": str(exc)})
+        self.emit("order", {"deployment_id": self.id, "client_order_id": cid, "status": "unknown", "error": str(exc)})
 
     def _await_fill(self, req: OrderRequest, order: dict[str, Any], tries: int = 10, wait: float = 0.2) -> dict[str, Any]:
         """A real exchange acknowledges a market order before it reports the fill: ask until it does."""
@@ -764,6 +853,7 @@ class _Draft(NamedTuple):
 
 _HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))
 _NEVER_SENT = "never reached the venue"
+_NO_ANSWER = "no answer from the venue, settled when it answers"
 _EXIT_REASON = {"x": "signal", "xs": "stop", "xe": "emergency_stop", "xm": "manual", "xr": "risk"}
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: order purposes that protect a position: its stop loss, its take profit, or both on one order (a stop pair)
+PROTECTIVE = ("stop_loss", "take_profit", "protect")
+
 
 @dataclass
 class OpenPosition:

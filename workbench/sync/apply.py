@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..engine.ledger import OpenPosition
+from ..engine.ledger import PROTECTIVE, OpenPosition
 from ..errors import VenueError, WorkbenchError
 from ..store import Store
 from . import learning, records
@@ -71,7 +71,7 @@ def apply_one(store: Store, venue_id: str, corr: Correction, venue: Any, runtime
     if corr.action == "close_position":
         return _close(store, p, venue, runtimes, now, bars)
     if corr.action == "resize_position":
-        return _resize(store, p, venue, runtimes, now)
+        return _resize(store, p, venue, runtimes, now, bars)
     if corr.action == "adopt_position":
         return _adopt(store, p, venue, runtimes, now)
     if corr.action == "ignore_position":
@@ -98,10 +98,6 @@ def _quote_fee(p: Mapping[str, Any], symbol: str, fee_key: str = "exit_fee") -> 
     settle = symbol.split(":")[1].upper() if ":" in symbol else quote
     fee = float(p.get(fee_key) or 0.0)
     return fee if (not cur or cur in (quote, settle)) and math.isfinite(fee) else 0.0
-
-
-#: order purposes that protect a position: its stop loss, its take profit, or both on one order (a stop pair)
-PROTECTIVE = ("stop_loss", "take_profit", "protect")
 
 
 def _cancel_protection(store: Store, position_id: int, venue: Any, now: float | None) -> list[str]:
@@ -163,8 +159,9 @@ def _book(store: Store, pos: Mapping[str, Any], amount: float, price: float, exi
     return trade
 
 
-def _resize(store: Store, p: Mapping[str, Any], venue: Any, runtimes: Mapping[str, Any], now: float | None) -> str:
-    """A partial manual close: book the closed part as a manual trade; the rest stays open as a new position."""
+def _resize(store: Store, p: Mapping[str, Any], venue: Any, runtimes: Mapping[str, Any], now: float | None,
+            bars: learning.BarsProvider | None = None) -> str:
+    """A partial manual close: book the closed part as a manual trade, with its learning record; the rest stays open as a new position."""
     pos = records.position(store, int(p["position_id"]))
     if pos is None or pos["status"] != "open":
         return "already closed"
@@ -176,6 +173,8 @@ def _resize(store: Store, p: Mapping[str, Any], venue: Any, runtimes: Mapping[st
     rt = runtimes.get(pos["deployment_id"])
     rest_fee = float(pos["entry_fee"] or 0.0) * (1 - closed / pos["amount"])
     trade = _book(store, pos, closed, price, _quote_fee(p, pos["symbol"]), at, rt)
+    store.update_position(pos["id"], entry_fee=float(pos["entry_fee"] or 0.0) - rest_fee)  # the closed row holds the closed part
+    learning.record_intervention(store, pos, trade, bars)  # the closed part beside the strategy's own exit of it
     new_id = store.open_position({k: pos[k] for k in ("deployment_id", "symbol", "side", "entry_price", "entry_at", "confidence",
                                                       "sl_price", "tp_price", "leverage")} | {"amount": float(p["amount"]), "entry_fee": rest_fee})
     for o in store.orders(pos["deployment_id"], statuses=UNSETTLED):

@@ -20,7 +20,7 @@ from typing import Any
 
 import ccxt
 
-from ..errors import LiveTradingRefused, VenueError
+from ..errors import LiveTradingRefused, PermanentVenueError, VenueError
 from ..markets import MarketRules
 from .base import OrderRequest
 from .connection import ConnectionState
@@ -42,14 +42,6 @@ CLIENT_ID_LIST_FILTER: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: error texts that mean "already so", not a failure
 ALREADY_SET = ("leverage not modified", "110043", "no need to change")
-
-
-class PermanentVenueError(VenueError):
-    """The venue refused for a reason that retrying cannot fix."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass
