@@ -486,6 +486,40 @@ def test_an_exit_goes_first_so_a_failed_exit_keeps_the_stops_and_a_filled_one_re
     assert engine.store.trades(rt.id).iloc[-1]["exit_reason"] == "manual"
 
 
+def test_a_flip_whose_exit_fails_enters_nothing_on_top_of_the_position_it_still_holds(engine):
+    """sma_cross both ways flips on a cross: exit the long, enter short. When the venue refuses the exit, the
+    long is still held, so the short entry is not sent (it would stack a second position on the first)."""
+    import ccxt
+
+    sym = "ETH/USDT:USDT"
+    rt = engine.deploy(spec(symbols=(sym,), direction="both", risk=NO_PAUSES | {"stop_loss": None, "take_profit": None}))
+    df = sample_ohlcv("ETH/USDT", "1h", 3000)
+    rt.precompute(sym, df)
+    k = 400
+    feed(engine, {sym: df.iloc[:k]}, engine.clock)
+    while sym not in rt.ledger.positions:
+        feed(engine, {sym: df.iloc[k:k + 1]}, engine.clock)
+        k += 1
+    held = rt.ledger.positions[sym]
+    exchange = rt.venue.exchange
+    real_create = exchange.create_order
+
+    def refuse_exits(symbol, type, side, amount, price=None, params=None):
+        if params and params.get("reduceOnly"):
+            raise ccxt.InvalidOrder("paper: reduce-only orders are disabled on this account")
+        return real_create(symbol, type, side, amount, price, params)
+
+    exchange.create_order = refuse_exits
+    before = len(engine.store.orders(rt.id))
+    feed(engine, {sym: df.iloc[k:k + 300]}, engine.clock)
+    after = engine.store.orders(rt.id)[before:]
+    assert any(o["purpose"] == "exit" and o["status"] == "rejected" for o in after), "no flip was tried: pick more bars"
+    assert not [o for o in after if o["purpose"] == "entry"]
+    assert rt.ledger.positions[sym] is held
+    (venue_pos,) = [p for p in exchange.fetch_positions([sym]) if p["contracts"]]
+    assert venue_pos["side"] == held.side and venue_pos["contracts"] == pytest.approx(held.amount)
+
+
 @pytest.mark.parametrize("side, fill, info, reason", [
     ("long", 97.9, {"reason": "take_profit"}, "take_profit"),  # the venue's word first
     ("long", 97.9, {}, "stop_loss"),  # else the level nearer the fill (slippage or a gap past it)

@@ -290,7 +290,8 @@ class DeploymentRuntime:
         exit_short = d.exit_short and not d.enter_short
         if pos is not None:
             if (pos.side == "long" and (exit_long or enter_short)) or (pos.side == "short" and (exit_short or enter_long)):
-                self.close_position(symbol, "signal", ts_ms)
+                if not self.close_position(symbol, "signal", ts_ms):
+                    return  # still holding it (the exit refused, or unanswered): no opposite entry on top
                 pos = None
                 if not ((enter_short and short_ok) or (enter_long and long_ok)):
                     return
