@@ -129,3 +129,54 @@ def test_a_user_strategy_can_bring_its_fast_form():
     rows = [(0, *r) for r in df[["open", "high", "low", "close", "volume"]].itertuples(index=False, name=None)]
     got = [breakout.last(rows[i - 3: i + 1], n=3)[0] for i in range(3, len(df))]
     assert got == sig.entries.iloc[3:].tolist() and any(got)
+
+
+def _signal_input(draw, st, index, confidence=False):
+    """One field of a Signals as a strategy might return it: on the bars' index or not, Series, array, list, scalar or None."""
+    n = len(index)
+    values = st.floats(-2, 2) | st.just(float("nan")) | st.just(float("inf")) | st.just(-float("inf")) if confidence else \
+        st.booleans() | st.just(float("nan")) | st.just(0.0) | st.just(1.0)
+    vals = draw(st.lists(values, min_size=n, max_size=n))
+    kind = draw(st.sampled_from(["series", "shifted", "range", "subset", "array", "list", "scalar", "none", "nullable", "object"]))
+    if kind == "series":
+        return pd.Series(vals, index=index)
+    if kind == "shifted":  # labels that only partly match the bars
+        return pd.Series(vals, index=index + pd.Timedelta(hours=draw(st.integers(-2, 2))))
+    if kind == "range":
+        return pd.Series(vals, index=range(n))
+    if kind == "subset":
+        k = draw(st.integers(0, n))
+        return pd.Series(vals[:k], index=index[:k])
+    if kind == "array":
+        return np.array(vals, dtype=float)
+    if kind == "list":
+        return vals
+    if kind == "scalar":
+        return vals[-1]
+    if kind == "nullable" and not confidence:
+        return pd.Series([None if v != v else bool(v) for v in vals], index=index, dtype="boolean")
+    if kind == "object":
+        return pd.Series([None if v != v else v for v in vals], index=index, dtype=object)
+    return None
+
+
+def test_newest_is_the_last_row_of_aligned():
+    """decide() reads Signals.newest: the same flags and confidence as aligned() on the last bar, whatever the strategy returned."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.data(), st.integers(1, 6))
+    def check(data, n):
+        index = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+        fields = [_signal_input(data.draw, st, index) for _ in range(4)] + [_signal_input(data.draw, st, index, confidence=True)]
+        if fields[0] is None:
+            fields[0] = pd.Series(False, index=index)
+        if fields[1] is None:
+            fields[1] = pd.Series(False, index=index)
+        sig = Signals(*fields)
+        full = sig.aligned(index)
+        want = (*(bool(s.iat[-1]) for s in (full.entries, full.exits, full.short_entries, full.short_exits)), float(full.confidence.iat[-1]))
+        assert sig.newest(index) == want
+
+    check()

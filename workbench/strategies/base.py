@@ -118,6 +118,29 @@ class Signals:
         )
         return Signals(flag(self.entries), flag(self.exits), flag(self.short_entries), flag(self.short_exits), conf)
 
+    def newest(self, index: pd.Index) -> tuple[bool, bool, bool, bool, float]:
+        """The last row of :meth:`aligned` (four flags, then confidence), without aligning every bar.
+
+        The live loop reads only the newest bar: a Series already on `index`
+        is read at its end; anything else is aligned as :meth:`aligned` does
+        (tested equal on Series, arrays, scalars, NaN and foreign indexes).
+        """
+
+        def last(s: Any) -> Any:
+            if isinstance(s, pd.Series) and (s.index is index or s.index.equals(index)):
+                return s.iat[-1]  # reindexing onto an equal index changes nothing
+            return pd.Series(s, index=index).iat[-1]
+
+        def flag(s: Any) -> bool:
+            if s is None:
+                return False
+            v = last(s)
+            return False if pd.isna(v) else bool(v)
+
+        conf = 1.0 if self.confidence is None else last(self.confidence)
+        conf = 1.0 if pd.isna(conf) else float(conf)
+        return flag(self.entries), flag(self.exits), flag(self.short_entries), flag(self.short_exits), min(max(conf, 0.0), 1.0)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -185,10 +208,13 @@ class Strategy:
     def signals(self, df: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Signals:
         """Signals over the whole frame (the vectorized form)."""
         p = self.validate_params(params)
+        return self._raw_signals(df, p).aligned(df.index)
+
+    def _raw_signals(self, df: pd.DataFrame, p: Mapping[str, float]) -> Signals:
         out = self.fn(df, **p)
         if not isinstance(out, Signals):
             raise ConfigError(f"Strategy {self.name!r} must return Signals, returned {type(out).__name__}.")
-        return out.aligned(df.index)
+        return out
 
     def decide(self, df: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Decision:
         """The decision on the newest bar of `df` (the bar-by-bar form).
@@ -197,18 +223,10 @@ class Strategy:
         last row, so it equals ``signals(full_history)`` on that bar.
         """
         p = self.validate_params(params)
-        window = df.iloc[-int(self.warmup_fn(p)):] if len(df) else df
-        s = self.signals(window, p)
-        if not len(window):
+        if not len(df):
             raise ConfigError("decide() needs at least one bar.")
-        return Decision(
-            timestamp=window.index[-1],
-            enter_long=bool(s.entries.iat[-1]),
-            exit_long=bool(s.exits.iat[-1]),
-            enter_short=bool(s.short_entries.iat[-1]),
-            exit_short=bool(s.short_exits.iat[-1]),
-            confidence=float(s.confidence.iat[-1]),
-        )
+        window = df.iloc[-int(self.warmup_fn(p)):]
+        return Decision(window.index[-1], *self._raw_signals(window, p).newest(window.index))
 
     def grid(self, ranges: Mapping[str, Any] | None = None) -> list[dict[str, float]]:
         """All parameter combinations of the space (or of `ranges`) that pass the constraint.
