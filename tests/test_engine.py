@@ -520,6 +520,51 @@ def test_a_flip_whose_exit_fails_enters_nothing_on_top_of_the_position_it_still_
     assert venue_pos["side"] == held.side and venue_pos["contracts"] == pytest.approx(held.amount)
 
 
+def test_an_unanswered_entry_is_settled_when_the_venue_answers_and_asked_about_at_widening_intervals(engine):
+    """The entry reaches the paper venue but its reply is lost and lookups fail for 40 minutes: the order stays
+    pending, lookups back off (not one per bar), and once the venue answers the entry is booked as the venue's
+    position on the bar it was decided on, with its stops."""
+    from workbench.engine.deployment import SETTLE_RETRY
+    from workbench.errors import VenueError
+
+    sym = "BTC/USDT"
+    rt = engine.deploy(spec(timeframe="1m", risk=NO_PAUSES | {"stop_loss": 0.02, "take_profit": 0.04}))
+    df = sample_ohlcv(sym, "1m", 3000)
+    rt.precompute(sym, df)
+    venue, lookups, lost = rt.venue, [], {}
+    real_create, real_fetch = venue.create_order, venue.fetch_order
+
+    def create(req):
+        out = real_create(req)  # the venue takes it...
+        if not lost:  # ...and the first reply is lost
+            lost.update(cid=req.client_order_id, at=engine.clock.now())
+            raise VenueError("paper: read timed out")
+        return out
+
+    def fetch(symbol, order_id=None, client_order_id=None):
+        lookups.append(engine.clock.now())
+        if engine.clock.now() < lost["at"] + 40 * 60:
+            raise VenueError("paper: read timed out")
+        return real_fetch(symbol, order_id=order_id, client_order_id=client_order_id)
+
+    venue.create_order, venue.fetch_order = create, fetch
+    k = 100
+    feed(engine, {sym: df.iloc[:k]}, engine.clock)
+    while not lost:
+        feed(engine, {sym: df.iloc[k:k + 1]}, engine.clock)
+        k += 1
+    assert engine.store.order(lost["cid"])["status"] == "pending" and sym not in rt.ledger.positions
+    feed(engine, {sym: df.iloc[k:k + 60]}, engine.clock)
+    during = [t for t in lookups if t < lost["at"] + 40 * 60]
+    assert 3 <= len(during) <= 10, during  # backing off from 30 s to 10 minutes (8 here), not one a minute (40)
+    assert all(b - a >= SETTLE_RETRY[0] for a, b in zip(during, during[1:], strict=False))
+    row = engine.store.order(lost["cid"])
+    assert row["status"] == "filled" and row["position_id"] is not None
+    pos = next(p for p in engine.store.positions(rt.id, status=None) if p["id"] == row["position_id"])
+    assert pos["entry_at"] <= lost["at"] - 60, "booked on the bar it was decided on, not when it was settled"
+    assert engine.store.frame("orders", deployment_id=rt.id).query("purpose == 'protect'").shape[0] >= 1
+
+
 @pytest.mark.parametrize("side, fill, info, reason", [
     ("long", 97.9, {"reason": "take_profit"}, "take_profit"),  # the venue's word first
     ("long", 97.9, {}, "stop_loss"),  # else the level nearer the fill (slippage or a gap past it)

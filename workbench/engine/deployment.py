@@ -92,6 +92,8 @@ class DeploymentRuntime:
         self._order_status: dict[str, str] = {}
         #: client ids of orders the venue did not answer for: pending until it says what became of them (settle_orders)
         self._unsettled: set[str] = set()
+        #: while the venue answers no lookup of them, they are asked about again at widening intervals, not on every bar
+        self._settle_at, self._settle_wait = 0.0, 0.0
 
     # -- helpers --------------------------------------------------------------
     def _now(self) -> float:
@@ -176,7 +178,7 @@ class DeploymentRuntime:
         """Process one closed bar of `symbol` (bar open time `ts_ms`)."""
         if ts_ms <= self.cursor.get(symbol, -1):
             return  # already processed (restart or duplicate feed)
-        if self._unsettled:
+        if self._unsettled and self._now() >= self._settle_at:
             self.settle_orders()
         if symbol not in self.precomputed:
             hist = self.history[symbol]
@@ -350,15 +352,21 @@ class DeploymentRuntime:
     def settle_orders(self) -> dict[str, int]:
         """Ask the venue about the orders it did not answer for (:meth:`_unanswered`); those it still does not answer for wait.
 
-        Runs before each bar while there are any: an entry the venue took is
+        Runs before a bar while there are any: an entry the venue took is
         booked as a position (with its stops), an exit as a closed trade, on
         the bar they were decided on; an order it never saw is marked rejected.
+        While the venue answers none of the lookups (each spends its retries),
+        the next try waits 30 s, doubling to 10 minutes (:data:`SETTLE_RETRY`).
         """
         rows = [r for r in map(self.store.order, sorted(self._unsettled)) if r is not None]
         self._unsettled.intersection_update(r["client_order_id"] for r in rows)
         counts = self._settle(rows, wait=True)
-        if len(rows) > counts["unanswered"]:
-            counts["booked"] += self._protect_missing()
+        if rows and counts["unanswered"] == len(rows):  # no answer yet: each lookup spent the venue's retries
+            self._settle_wait = min(max(2 * self._settle_wait, SETTLE_RETRY[0]), SETTLE_RETRY[1])
+            self._settle_at = self._now() + self._settle_wait
+            return counts
+        self._settle_wait = 0.0
+        counts["booked"] += self._protect_missing()
         return counts
 
     def _settle(self, rows: list[dict[str, Any]], wait: bool = False) -> dict[str, int]:
@@ -855,6 +863,8 @@ class _Draft(NamedTuple):
 _HOLD = Decision(pd.Timestamp(0, unit="ms", tz="UTC"))
 _NEVER_SENT = "never reached the venue"
 _NO_ANSWER = "no answer from the venue, settled when it answers"
+#: seconds between attempts to settle orders the venue gives no answer about: the first wait, and the longest
+SETTLE_RETRY = (30.0, 600.0)
 _EXIT_REASON = {"x": "signal", "xs": "stop", "xe": "emergency_stop", "xm": "manual", "xr": "risk"}
 
 
