@@ -719,8 +719,8 @@ class DeploymentRuntime:
         """The venue gave no answer (a timeout, a dropped connection, retries run out): the order may have reached it.
 
         It is not marked rejected on a guess: it stays pending, with the
-        error, until the venue says what became of it (:meth:`settle_orders`,
-        before each bar). Its client id is never sent again meanwhile.
+        error, until the venue says what became of it (:meth:`settle_orders`).
+        Its client id is never sent again meanwhile.
         """
         cid = req.client_order_id
         self._write_order(cid, draft, status="pending", error=f"{_NO_ANSWER}: {exc}")
@@ -820,7 +820,7 @@ class DeploymentRuntime:
 
     def cancel_open_orders(self) -> None:
         for row in self.store.orders(self.id, statuses=("pending", "open", "partially_filled")):
-            if row["purpose"] in ("stop_loss", "take_profit", "protect") and row["symbol"] in self.ledger.positions:
+            if row["purpose"] in PROTECTIVE and row["symbol"] in self.ledger.positions:
                 continue  # cancelled with their position
             try:
                 if row["venue_order_id"]:
