@@ -286,3 +286,28 @@ def test_engine_choice(frames):
                     progress=False).engine == "vectorbt"
     with pytest.raises(ConfigError, match="No fused kernel"):
         optimize(breakout, ["BTC/USDT"], "1h", data=frames, progress=False, engine="kernel")
+
+
+def test_winners_equity_of_a_builtin_needs_no_vectorbt():
+    """A built-in's optimization and its winner's equity curve run on the fused kernels alone (a fresh interpreter
+    never imports vectorbt, seconds of a notebook's run), and the curve is the vectorbt backtest's value."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from workbench.optimize import optimize\n"
+        "res = optimize('sma_cross', ['BTC/USDT'], '1h', bars=800, min_trades=1, progress=False)\n"
+        "fig = res.equity('BTC/USDT')\n"
+        "print(json.dumps({'engine': res.engine, 'vectorbt': 'vectorbt' in sys.modules, 'y': list(fig.data[0].y),"
+        " 'winner': res.winner('BTC/USDT')}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    import json
+
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["engine"] == "kernel" and out["vectorbt"] is False
+    from workbench.strategies import get_strategy
+
+    want = backtest(get_strategy("sma_cross"), sample_ohlcv("BTC/USDT", "1h", 800), out["winner"], BacktestConfig()).value()
+    np.testing.assert_allclose(out["y"], want.to_numpy(), rtol=1e-9)

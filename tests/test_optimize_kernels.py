@@ -104,3 +104,23 @@ def test_user_strategy_with_rsi_still_goes_to_vectorbt(frames):
                        ranges={"period": [6, 14], "oversold": [30], "overbought": [70]}, min_trades=0, progress=False)
     assert res.engine == "vectorbt"
     assert_tables_match(res.table, builtin.table)  # same signals (confidence gate off): same metrics
+
+
+@pytest.mark.parametrize("name", ["sma_cross", *GRIDS])
+@pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_kernel_value_curve_equals_vectorbts_portfolio_value(frames, name, config):
+    """The winner's equity curve drawn without vectorbt: every bar's value equals Portfolio.value to 1e-9."""
+    from workbench.backtest import backtest
+    from workbench.strategies import get_strategy
+
+    strat = get_strategy(name)
+    grid = {"sma_cross": {"fast": [5, 10], "slow": [20, 40]}, **GRIDS}[name]
+    df = frames["ETH/USDT"]
+    moves = 0
+    for combo in ({k: v[0] for k, v in grid.items()}, {k: v[-1] for k, v in grid.items()}):
+        got = kernels.value_series(strat, df, combo, config)
+        want = backtest(strat, df, combo, config).value()
+        assert got is not None and got.index.equals(want.index)
+        np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9)
+        moves += int((got.diff().fillna(0) != 0).sum())
+    assert moves > 10  # they traded: the curves move

@@ -326,9 +326,15 @@ class OptimizeResult:
 
         symbol = self._symbol(symbol)
         params = self.winner(symbol)
-        pf = backtest(self.strategy, self.data[symbol], params, self.config)
+        value = None
+        if self.engine == "kernel":  # the same curve, without importing vectorbt (seconds of a notebook's run)
+            from . import kernels
+
+            value = kernels.value_series(self.strategy, self.data[symbol], params, self.config)
+        if value is None:
+            value = backtest(self.strategy, self.data[symbol], params, self.config).value()
         label = ", ".join(f"{k}={v}" for k, v in params.items())
-        return equity_figure(pf.value(), title=f"{self.strategy.name} {symbol} {self.timeframe} ({label})")
+        return equity_figure(value, title=f"{self.strategy.name} {symbol} {self.timeframe} ({label})")
 
     def settings(self) -> dict[str, Any]:
         """The optimizer settings as stored with each saved parameter set."""

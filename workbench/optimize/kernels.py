@@ -317,11 +317,17 @@ def _next_entry(kind: np.ndarray, i: int) -> int:
 @njit(cache=True, **_INNER)
 def _hold(kind: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray, i: int, lo_trig: float,
           hi_trig: float, cash: float, assets: float, prev_value: float, sum_r: float, sum_r2: float, peak: float,
-          low_ratio: float) -> tuple[int, float, float, float, float, float]:
-    """Bars from i of a held position until an exit code or a reachable stop: value, return, Sharpe sums, drawdown."""
+          low_ratio: float, values: np.ndarray) -> tuple[int, float, float, float, float, float]:
+    """Bars from i of a held position until an exit code or a reachable stop: value, return, Sharpe sums, drawdown.
+
+    Each bar's value goes in `values` too unless it is empty.
+    """
     n = kind.shape[0]
+    record = values.shape[0] > 0
     while i < n and kind[i] != EXIT and low[i] > lo_trig and high[i] < hi_trig:
         value = cash + close[i] * assets
+        if record:
+            values[i] = value
         r = (value - prev_value) / prev_value
         prev_value = value
         sum_r += r
@@ -336,9 +342,12 @@ def _hold(kind: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray
 def simulate(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, kind: np.ndarray, long: bool,
     size_pct: float, size_value: float, fees: float, slippage: float, sl: float, tp: float,
-    init_cash: float, ann_factor: float, out: np.ndarray,
+    init_cash: float, ann_factor: float, out: np.ndarray, values: np.ndarray,
 ) -> None:
     """One column of vectorbt's from_signals (one direction) from entry/exit codes, and its metrics, into `out`.
+
+    The portfolio's value on each bar (vectorbt's ``Portfolio.value``) goes in `values` too, unless it is
+    empty (a grid needs only the metrics); it is complete only when the run is not left to vectorbt.
 
     Bars while flat with no entry leave cash, value and returns unchanged (a
     zero return adds nothing to the Sharpe sums nor to the drawdown), so they
@@ -374,17 +383,21 @@ def simulate(
     low_ratio = 1.0
     lo_trig = -np.inf  # a stop can only trigger on a bar whose low/high reaches these
     hi_trig = np.inf
+    record = values.shape[0] > 0
     i = np.int64(0)  # not a literal 0: that would compile a second specialization of _hold
     while i < n:
         if pos == 0.0 and rep_assets == 0.0:
             if kind[i] != ENTRY:  # flat: value and returns unchanged until the next entry code
                 peak = max(peak, prev_value)
-                i = _next_entry(kind, i + 1)
+                j = _next_entry(kind, i + 1)
+                if record:
+                    values[i:j] = prev_value
+                i = j
                 continue
         elif peak > -np.inf:  # in a position: bars without an exit code or a reachable stop only revalue it
             j, prev_value, sum_r, sum_r2, peak, low_ratio = _hold(kind, low, high, close, i, lo_trig, hi_trig,
                                                                   rep_cash, rep_assets, prev_value, sum_r, sum_r2,
-                                                                  peak, low_ratio)
+                                                                  peak, low_ratio, values)
             if prev_value <= 0:
                 fallback = True  # a non-positive value: vectorbt's signed returns; leave to vectorbt
                 break
@@ -543,6 +556,8 @@ def simulate(
         if value <= 0:
             fallback = True  # see above
             break
+        if record:
+            values[i] = value
         r = (value - prev_value) / prev_value
         prev_value = value
         sum_r += r
@@ -621,6 +636,7 @@ def grid_kernel(
     for s in range(sym_n.shape[0]):
         longest = max(longest, sym_n[s])
     groups = max(1, min(n_items, groups))
+    no_values = np.empty(0)
     for g in prange(groups):
         kind = np.empty(longest, dtype=np.int8)
         marked = np.empty(longest, dtype=np.int64)
@@ -634,8 +650,24 @@ def grid_kernel(
             buf = kind[:m]
             _signals(code, a, b, c, close[lo: lo + m], item_par[j, 0], item_par[j, 1], long, min_conf, buf, marked)
             simulate(open_[lo: lo + m], high[lo: lo + m], low[lo: lo + m], close[lo: lo + m], buf, long,
-                     size_pct, size_value, fees, slippage, sl, tp, init_cash, sym_ann[s], out[j])
+                     size_pct, size_value, fees, slippage, sl, tp, init_cash, sym_ann[s], out[j], no_values)
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def value_kernel(
+    code: int, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, a: np.ndarray, b: np.ndarray,
+    c: np.ndarray, p0: float, p1: float, long: bool, min_conf: float, size_pct: float, size_value: float, fees: float,
+    slippage: float, sl: float, tp: float, init_cash: float, values: np.ndarray,
+) -> bool:
+    """One combination's portfolio value on every bar into `values` (series `a`, `b`, `c` as the grid kernel's);
+    False when the run is left to vectorbt."""
+    n = close.shape[0]
+    kind = np.empty(n, dtype=np.int8)
+    _signals(code, a, b, c, close, p0, p1, long, min_conf, kind, np.empty(n, dtype=np.int64))
+    out = np.empty(N_OUT)
+    simulate(open_, high, low, close, kind, long, size_pct, size_value, fees, slippage, sl, tp, init_cash, np.nan, out, values)
+    return out[6] == 0.0
 
 
 # ---------------------------------------------------------------- Python side: plans, batches, dispatch
@@ -758,6 +790,26 @@ def run_kernel(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence
             for q, s in enumerate(group):
                 outs[s][r.start:r.stop] = raw[q * n_c:(q + 1) * n_c]
     return outs
+
+
+def value_series(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float], config: BacktestConfig) -> pd.Series | None:
+    """The portfolio value of `strat` with `params` on every bar of `df` (vectorbt's ``Portfolio.value``, to rounding),
+    by the fused kernel; None when the kernel cannot run it (then vectorbt must).
+
+    An optimization's winner is drawn from this, so a notebook on a built-in strategy never imports vectorbt.
+    """
+    if why_unsupported(strat, config) is not None or len(df) < 2 or not _usable(df):
+        return None
+    code, plan = KERNELS[id(strat)]
+    spec, (p0, p1) = plan(params)
+    ohlc = [np.ascontiguousarray(df[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")]
+    makers = {SMA: rolling_mean, EMA: ema, RSI: rsi}
+    series = [makers[kind](ohlc[3], period) for kind, period in spec]
+    a, b, c = (series + [series[0]] * 2)[:3]  # as the grid kernel: a missing second or third series is the first
+    values = np.empty(len(df))
+    if not value_kernel(code, *ohlc, a, b, c, float(p0), float(p1), *_config_args(config), values):
+        return None
+    return pd.Series(values, index=df.index, name="value")
 
 
 def _usable(df: pd.DataFrame) -> bool:
