@@ -274,3 +274,15 @@ def test_cli_orders_on_a_paper_deployment_go_to_its_engine(tmp_path, capsys):
     finally:
         stop.set()
         worker.join(5)
+
+
+def test_client_order_id_encodes_the_bar_in_base_36():
+    """The bar's seconds read back with int(_, 36) (restart recovery decodes them), for any time up to the year 9999."""
+    from workbench.engine.deployment import _cid_bar_ms
+    from workbench.venues.base import client_order_id
+
+    for ms in [0, 35_000, 36_000, 1_295_000, 1_296_000, 1_700_000_040_000, 253_402_300_740_000]:
+        cid = client_order_id("dep12345", "BTC/USDT", ms, "e")
+        digits = cid.split("-")[2]
+        assert _cid_bar_ms(cid) == ms and len(cid) <= 36
+        assert digits == "0" or not digits.startswith("0")  # one text per bar

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.scan import first_reach, guard_prefix
+from workbench.scan import books_prefix, first_reach, guard_prefix
 
 prices = st.lists(st.one_of(st.floats(90, 110), st.just(float("nan"))), min_size=1, max_size=60)
 
@@ -48,3 +48,28 @@ def test_guard_prefix_stops_where_a_bar_by_bar_check_stops(returns, bad, daily, 
     assert got_n == n
     if n:
         assert got_top == top
+
+
+@settings(max_examples=300, deadline=None)
+@given(returns=st.lists(st.floats(-0.02, 0.02), min_size=1, max_size=60), held=st.sampled_from([None, "spot", "long", "short"]),
+       daily=st.sampled_from([None, 0.01, 0.03]), drawdown=st.sampled_from([None, 0.02, 0.04]), data=st.data())
+def test_books_prefix_is_the_ledgers_equity_through_guard_prefix(returns, held, daily, drawdown, data):
+    """The books' equity on each bar is OpenPosition.value's (the same floats), and the count and top are guard_prefix's."""
+    from workbench.engine.ledger import OpenPosition
+
+    close = 100.0 * np.cumprod(1 + np.array(returns))
+    t = 60.0 * np.arange(1, len(close) + 1)
+    seconds = t - 60.0
+    start = data.draw(st.integers(0, len(close)))
+    cash = 5_000.0 if held == "spot" else 10_000.0
+    pos = None if held is None else OpenPosition(1, "X", "short" if held == "short" else "long", 50.0, 100.0, 0.0, 0.0, held != "spot")
+    eq = np.full(len(close), cash) if pos is None else cash + pos.value(close)
+    unrealized = np.zeros(len(close)) if pos is None else pos.gross_pnl(close)
+    limits = (float(t[-1]), 10_000.0, None if daily is None else (10_000.0, 10_000.0, daily), drawdown)
+    want_n, want_top = guard_prefix(eq, t, start, len(close), *limits)
+    terms = None if pos is None else (pos.margin, 1.0 if pos.side == "long" else -1.0, pos.amount, pos.entry_price)
+    out = np.full((len(close) - start, 4), np.nan)
+    n, top = books_prefix(close, seconds, t, start, len(close), cash, terms, limits, out)
+    assert (n, top) == (want_n, want_top)
+    rows = np.column_stack([seconds, eq, np.full(len(close), cash), unrealized])[start:start + n]
+    assert np.array_equal(out[:n], rows)  # bit for bit: the replay's equity rows do not depend on the path taken

@@ -304,3 +304,27 @@ def test_deferred_positions_take_the_next_ids_and_equal_immediate_writes(tmp_pat
         assert opened(store, "DOT/USDT", True) == 5
     assert opened(store, "XRP/USDT", True) == 6  # outside a batch: inserted now
     assert [p["symbol"] for p in store.positions("d1")][-2:] == ["DOT/USDT", "XRP/USDT"]
+
+
+@pytest.mark.parametrize("table", ["orders", "fills", "positions", "trades", "venue_state"])
+def test_deferred_rows_bind_the_values_an_immediate_insert_binds(table):
+    """TableSql.values (the deferred rows' bulk form) gives each row's params() in column order: defaults, JSON text, bools."""
+    from sqlalchemy import JSON, Boolean, Float, Integer
+
+    from workbench.store import schema
+    from workbench.store.raw import TableSql
+
+    tbl = schema.metadata.tables[table]
+    sql = TableSql(tbl, "qmark", returning=False)
+    keys = tuple(c.name for c in tbl.columns if c.name != "id")
+    samples = {JSON: [{"a": [1, 2.5]}, [[1.0, "open"]], None], Boolean: [True, 0, None], Float: [1.5, None], Integer: [7, None]}
+    rows = []
+    for k in range(9):  # each column present with a value, present as None, or absent, in turn
+        row = {}
+        for j, col in enumerate(c for c in tbl.columns if c.name != "id"):
+            values = next((v for t, v in samples.items() if isinstance(col.type, t)), ["text", None])
+            choice = (k + j) % (len(values) + 1)
+            if choice < len(values):
+                row[col.name] = values[choice]
+        rows.append(row)
+    assert sql.values(keys, rows) == [tuple(map(sql.params(r).get, keys)) for r in rows]

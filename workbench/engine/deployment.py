@@ -21,6 +21,7 @@ from ..errors import ConfigError, LiveTradingRefused, PermanentVenueError, Venue
 from ..fills import bar_envelope, stop_exit, stop_levels
 from ..markets import MarketRules
 from ..risk import OrderIntent, PortfolioView, PositionView, RiskGuard, check_order, size_entry
+from ..scan import books_prefix
 from ..store import Store
 from ..strategies import Decision, Strategy
 from ..timeframes import timeframe_seconds
@@ -118,12 +119,14 @@ class DeploymentRuntime:
     def precompute(self, symbol: str, df: pd.DataFrame) -> None:
         """Signals for a replay, computed once with the vectorized form (equal to decide(), tested)."""
         sig = self.strategy.signals(df, self.params)
-        ts = (df.index.as_unit("ms").asi8).tolist()
         e, x, se, sx, c = (np.asarray(a) for a in (sig.entries, sig.exits, sig.short_entries, sig.short_exits, sig.confidence))
         hot = np.flatnonzero(e | x | se | sx)
-        times = pd.to_datetime(np.asarray(ts, dtype=np.int64)[hot], unit="ms", utc=True)
-        self.precomputed[symbol] = {ts[i]: Decision(t, bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]), float(c[i])) for i, t in zip(hot, times, strict=True)}
-        self._signal_ts[symbol] = [ts[i] for i in hot]
+        stamps = df.index.as_unit("ms").asi8[hot]
+        times = pd.to_datetime(stamps, unit="ms", utc=True)
+        ts = stamps.tolist()
+        flags = zip(*(a[hot].astype(bool).tolist() for a in (e, x, se, sx)), c[hot].astype(np.float64).tolist(), strict=True)
+        self.precomputed[symbol] = {k: Decision(t, *f) for k, t, f in zip(ts, times, flags, strict=True)}
+        self._signal_ts[symbol] = ts
 
     def decide(self, symbol: str, ts_ms: int) -> Decision:
         table = self.precomputed.get(symbol)
@@ -225,7 +228,7 @@ class DeploymentRuntime:
         venue with precomputed signals, on ascending bars; the first bar that
         is not quiet is left to :meth:`step`.
         """
-        ts = bars.lists[0]
+        ts = bars.stamps
         if (not self.venue_in_store or self.status not in ("active", "paused") or len(self.spec.symbols) != 1 or not bars.ascending
                 or symbol not in self._signal_ts or start >= stop or ts[start] <= self.cursor.get(symbol, -1)):
             return start
@@ -241,7 +244,7 @@ class DeploymentRuntime:
         i = self._quiet_rows(symbol, bars, start, end)
         if i > start:
             exchange.feed_quiet(symbol, *(a[start:i] for a in bars.arrays))
-            self.marks[symbol] = bars.lists[4][i - 1]
+            self.marks[symbol] = bars.arrays[4].item(i - 1)
             self.cursor[symbol] = ts[i - 1]
             if self.unflushed >= self._equity_batch:
                 self.flush()
@@ -257,25 +260,16 @@ class DeploymentRuntime:
 
     def _quiet_rows(self, symbol: str, bars: BarSeries, start: int, end: int) -> int:
         """Take in bars [start, end) while the risk guard stays quiet (it keeps their peaks): their equity rows; the first bar left."""
-        if end <= start:
+        limits = self.guard.quiet_limits(bars.close_times[start]) if end > start else None
+        if limits is None:
             return start
-        cash = self.ledger.cash
         pos = self.ledger.positions.get(symbol)
-        if pos is None:  # the equity is the cash on every bar
-            eq = np.full(end - start, cash)
-            unrealized: Any = 0.0
-        else:
-            close = bars.arrays[4][start:end]
-            eq = cash + pos.value(close)  # the same float operations as on one bar (Ledger.equity)
-            unrealized = pos.gross_pnl(close)
-        n = self.guard.quiet_run(eq, bars.close_clock[start:end])
+        terms = None if pos is None else (pos.margin, 1.0 if pos.side == "long" else -1.0, pos.amount, pos.entry_price)
+        block = np.empty((end - start, 4))
+        n, top = books_prefix(bars.arrays[4], bars.seconds, bars.close_clock, start, end, self.ledger.cash, terms, limits, block)
         if n:
-            block = np.empty((n, 4))
-            block[:, 0] = bars.seconds[start:start + n]
-            block[:, 1] = eq[:n]
-            block[:, 2] = cash
-            block[:, 3] = unrealized if pos is None else unrealized[:n]
-            self._add_equity_block(block)
+            self.guard.take_peak(n, top)
+            self._add_equity_block(block[:n])
         return start + n
 
     def _act(self, symbol: str, ts_ms: int, price: float, d: Decision) -> None:
@@ -832,10 +826,10 @@ class DeploymentRuntime:
 
 
 class BarSeries(NamedTuple):
-    """One symbol's bars for a replay: arrays (sliced for the venue and the quiet runs) and lists (read bar by bar)."""
+    """One symbol's bars for a replay: arrays (sliced for the venue and the quiet runs); a bar stepped alone is read by :meth:`row`."""
 
     arrays: tuple[np.ndarray, ...]  # ts ms (int64), open, high, low, close, volume (float64)
-    lists: tuple[list[Any], ...]  # the same as Python numbers
+    stamps: list[int]  # the bars' times (ms) as Python ints (searched bar by bar)
     close_times: list[float]  # the clock at each bar's close (s)
     close_clock: np.ndarray  # the same as an array
     seconds: np.ndarray  # each bar's open time (s): its equity row's time
@@ -847,8 +841,12 @@ class BarSeries(NamedTuple):
         ts = df.index.as_unit("ms").asi8.astype(np.int64)
         arrays = (ts, *(df[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume")))
         clock = (ts + step_ms) / 1000.0
-        return cls(arrays, tuple(a.tolist() for a in arrays), clock.tolist(), clock, ts / 1000.0, bar_envelope(*arrays[1:5]),
-                   bool(np.all(np.diff(ts) > 0)))
+        return cls(arrays, ts.tolist(), clock.tolist(), clock, ts / 1000.0, bar_envelope(*arrays[1:5]), bool(np.all(np.diff(ts) > 0)))
+
+    def row(self, i: int) -> tuple[int, float, float, float, float, float]:
+        """Bar `i` as Python numbers (ms, open, high, low, close, volume): most bars are never read one by one."""
+        _, o, h, lo, c, v = self.arrays
+        return self.stamps[i], o.item(i), h.item(i), lo.item(i), c.item(i), v.item(i)
 
 
 class _Draft(NamedTuple):

@@ -138,9 +138,8 @@ def _run_spans(rt: DeploymentRuntime, sym: str, df: pd.DataFrame, clock: ManualC
     The same transactions as :func:`_run_groups`: each COMMIT_EVERY bars commit together.
     """
     bars = BarSeries.of(df, step_ms)
-    ts, o, h, lo, c, v = bars.lists
     now = bars.close_times
-    n, done = len(ts), 0
+    n, done = len(now), 0
     for group in range(0, n, COMMIT_EVERY):
         end = min(n, group + COMMIT_EVERY)
         i = max(group, int(np.searchsorted(bars.arrays[0], rt.cursor.get(sym, -1), side="right")))
@@ -150,14 +149,15 @@ def _run_spans(rt: DeploymentRuntime, sym: str, df: pd.DataFrame, clock: ManualC
                     return False
                 limit = end if stop_after is None else min(end, i + stop_after - done)
                 j = rt.skip_quiet(sym, bars, i, limit)
-                if j == i:
-                    clock.set(now[i])
-                    rt.step(sym, ts[i], o[i], h[i], lo[i], c[i], v[i])
-                    j = i + 1
-                else:
+                if j > i:
                     clock.set(now[j - 1])
-                done += j - i
-                i = j
+                    done += j - i
+                    i = j
+                if i < limit:  # the first bar that is not quiet (skip_quiet's answer): stepped without asking again
+                    clock.set(now[i])
+                    rt.step(sym, *bars.row(i))
+                    done += 1
+                    i += 1
         if progress is not None:
             progress.update(end - group)
     return True

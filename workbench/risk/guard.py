@@ -158,18 +158,32 @@ class RiskGuard:
         The same rule as :meth:`quiet`, on arrays (tested equal): a replay takes
         a quiet stretch of bars in one call. The peaks of the passed bars are taken.
         """
-        n = len(eq)
-        if (not n or self.day is None or self.breaches or self.rearm or self.peak_equity is None
-                or self.drawdown_peak is None or not self._day_lo <= t[0]):
+        limits = self.quiet_limits(float(t[0])) if len(eq) else None
+        if limits is None:
             return 0
+        k, top = guard_prefix(eq, t, 0, len(eq), *limits)
+        self.take_peak(k, top)
+        return k
+
+    def quiet_limits(self, t0: float) -> tuple[float, float, tuple[float, float, float] | None, float | None] | None:
+        """What bars from `t0` on must stay within to be quiet, as the scans of :mod:`workbench.scan` take it.
+
+        (day end, drawdown peak, (day's start equity, loss reference, level) or None, drawdown level or None);
+        None when no bar from `t0` can be quiet (no day yet, a pause, a re-arm, another day).
+        """
+        if (self.day is None or self.breaches or self.rearm or self.peak_equity is None
+                or self.drawdown_peak is None or not self._day_lo <= t0):
+            return None
         dl, dd = self.limits.daily_loss_limit, self.limits.drawdown_limit
         start, ref = self.day_start_equity, self.loss_reference
         daily = (start, ref, dl * (1 - TOL)) if dl is not None and start is not None and start > 0 and ref is not None else None
-        k, top = guard_prefix(eq, t, 0, n, self._day_hi, self.drawdown_peak, daily, None if dd is None else dd * (1 - TOL))
-        if k:
-            self.peak_equity = max(self.peak_equity, top)
-            self.drawdown_peak = max(self.drawdown_peak, top)
-        return k
+        return self._day_hi, self.drawdown_peak, daily, None if dd is None else dd * (1 - TOL)
+
+    def take_peak(self, passed: int, top: float) -> None:
+        """Take in the highest equity `top` of `passed` quiet bars (a scan's answer): the peaks :meth:`quiet` keeps."""
+        if passed:
+            self.peak_equity = max(self.peak_equity, top)  # type: ignore[type-var]
+            self.drawdown_peak = max(self.drawdown_peak, top)  # type: ignore[type-var]
 
     def _day_of(self, t: float) -> str:
         """The UTC day of `t` ('YYYY-MM-DD'), with the day's bounds kept for :meth:`quiet`."""

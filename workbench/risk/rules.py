@@ -53,7 +53,7 @@ def check_order(
     """
     del now
     allowed, amount, reasons = _decide(intent, view, limits, market, paused)
-    level, _, _ = _measure(intent, amount if allowed else intent.amount, view, limits, market)
+    level, _, _ = _measure(intent, amount if allowed else intent.amount, view, limits, market, explain=False)
     return Verdict(allowed, amount if allowed else 0.0, tuple(reasons), level)
 
 
@@ -175,9 +175,9 @@ def _bad_inputs(intent: OrderIntent, amount: float, view: PortfolioView) -> list
 
 # -- measurement ------------------------------------------------------------
 def _measure(
-    intent: OrderIntent, amount: float, view: PortfolioView, limits: RiskLimits, market: MarketRules
+    intent: OrderIntent, amount: float, view: PortfolioView, limits: RiskLimits, market: MarketRules, explain: bool = True
 ) -> tuple[Level, dict[str, float | None], list[str]]:
-    """Level, metrics and the notes behind the level, for the books after `amount` of `intent`."""
+    """Level, metrics and the notes behind the level (none unless `explain`), for the books after `amount` of `intent`."""
     nan = math.nan
     equity = view.equity if finite_number(view.equity) else nan
     price = intent.price if finite_number(intent.price) else nan
@@ -226,7 +226,7 @@ def _measure(
         if use is None:
             continue
         top = max(top, use) if finite_number(use) else math.inf
-        if finite_number(use) and use >= MEDIUM_USE:
+        if explain and finite_number(use) and use >= MEDIUM_USE:
             notes.append(f"Risk: {what.format(**words)} uses {use:.0%} of {limit.format(**words)}.")
     if not finite_number(equity) or equity <= 0:
         top, notes = math.inf, [*notes, f"Risk: equity is {view.equity!r}."]

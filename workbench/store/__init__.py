@@ -262,7 +262,7 @@ class Store:
                 continue
             sql = self._sql[name]
             keys = tuple(c for c in sql.columns if c != "id" or name in _DEFER_WITH_ID)
-            values = [tuple(map(p.get, keys)) for p in map(sql.params, rows.values())]  # defaults as an immediate insert fills them
+            values = sql.values(keys, rows.values())  # defaults as an immediate insert fills them
             self._raw(sql.insert_rows(keys, _DEFER_CONFLICT.get(name)), values, many=True, table=name)
         if not loc.pending:
             loc.pending = None

@@ -142,7 +142,7 @@ class Signals:
         return flag(self.entries), flag(self.exits), flag(self.short_entries), flag(self.short_exits), min(max(conf, 0.0), 1.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Decision:
     """The strategy's word on one closed bar."""
 
@@ -152,6 +152,12 @@ class Decision:
     enter_short: bool = False
     exit_short: bool = False
     confidence: float = 1.0
+
+    def __init__(self, timestamp: pd.Timestamp, enter_long: bool = False, exit_long: bool = False, enter_short: bool = False,
+                 exit_short: bool = False, confidence: float = 1.0) -> None:
+        # one update of the instance dict (a frozen dataclass's own __init__ sets each field apart): a replay makes thousands
+        self.__dict__.update(timestamp=timestamp, enter_long=enter_long, exit_long=exit_long, enter_short=enter_short,
+                             exit_short=exit_short, confidence=confidence)
 
     @property
     def any(self) -> bool:

@@ -116,11 +116,14 @@ def _symbol_tag(symbol: str) -> str:
 
 
 def _b36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
+    """`n` (>= 0) in base 36, two digits at a time (a client id per order)."""
     n = int(n)
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            return out
+    out = ""
+    while n >= 1296:
+        n, r = divmod(n, 1296)
+        out = _B36_PAIRS[r] + out
+    return (_B36[n] if n < 36 else _B36_PAIRS[n]) + out
+
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_B36_PAIRS = [a + b for a in _B36 for b in _B36]
