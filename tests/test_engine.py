@@ -580,3 +580,20 @@ def test_a_filled_stop_pair_is_booked_with_the_level_that_filled_it(side, fill, 
     sl, tp = (98.0, 104.0) if side == "long" else (102.0, 96.0)
     pos = OpenPosition(1, "BTC/USDT", side, 1.0, 100.0, 0.0, 0.0, False, sl_price=sl, tp_price=tp)
     assert _pair_reason(pos, {"info": info} if info is not None else {}, fill) == reason
+
+
+def test_a_replay_leaves_the_cycle_collector_as_it_found_it():
+    """The replay freezes the objects alive before it (gc.freeze) only while it runs; a caller's own freeze is kept."""
+    import gc
+
+    from workbench.engine import replay
+
+    spec = {"strategy": "sma_cross", "symbols": ["BTC/USDT"], "timeframe": "1m", "params": {"fast": 5, "slow": 20}}
+    res = replay(spec, bars=400)
+    assert res.summary["trades"] > 0 and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        replay(spec, bars=400)
+        assert gc.get_freeze_count() > 0  # still the caller's
+    finally:
+        gc.unfreeze()

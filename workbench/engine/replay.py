@@ -8,7 +8,9 @@ engine on the same store can resume it where it stopped.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -99,7 +101,8 @@ def replay(
     for sym, df in frames.items():
         rt.precompute(sym, df)
     step_ms = timeframe_seconds(spec.timeframe) * 1000
-    completed = _drive(rt, frames, clock, step_ms, stop_after, progress)
+    with _older_objects_frozen():
+        completed = _drive(rt, frames, clock, step_ms, stop_after, progress)
     rt.flush()
     _persist_venue(rt)
     return result_of(rt.id, store, completed)
@@ -119,6 +122,25 @@ def _drive(rt: DeploymentRuntime, frames: Mapping[str, pd.DataFrame], clock: Man
     finally:
         if bar is not None:
             bar.close()
+
+
+@contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Leave the objects alive before the replay out of the cycle collector's passes while it runs (:func:`gc.freeze`).
+
+    A full pass walks every tracked object of the process (pandas, numba, ccxt...: ~0.3 million); the
+    orders and trades a replay keeps trigger one every so often, ~0.14 s each (measured on 100k bars).
+    Nothing is leaked: the objects are unfrozen after, and the replay's own garbage is collected as usual.
+    A caller that froze objects itself keeps its freeze untouched.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _merged_rows(frames: Mapping[str, pd.DataFrame]) -> Any:
