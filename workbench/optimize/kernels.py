@@ -317,16 +317,15 @@ def _next_entry(kind: np.ndarray, i: int) -> int:
 @njit(cache=True, **_INNER)
 def _hold(kind: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray, i: int, lo_trig: float,
           hi_trig: float, cash: float, assets: float, prev_value: float, sum_r: float, sum_r2: float, peak: float,
-          low_ratio: float, values: np.ndarray) -> tuple[int, float, float, float, float, float]:
+          low_ratio: float, values: np.ndarray | None) -> tuple[int, float, float, float, float, float]:
     """Bars from i of a held position until an exit code or a reachable stop: value, return, Sharpe sums, drawdown.
 
-    Each bar's value goes in `values` too unless it is empty.
+    Each bar's value goes in `values` too unless it is None (a grid's call: numba compiles that branch out).
     """
     n = kind.shape[0]
-    record = values.shape[0] > 0
     while i < n and kind[i] != EXIT and low[i] > lo_trig and high[i] < hi_trig:
         value = cash + close[i] * assets
-        if record:
+        if values is not None:
             values[i] = value
         r = (value - prev_value) / prev_value
         prev_value = value
@@ -342,12 +341,13 @@ def _hold(kind: np.ndarray, low: np.ndarray, high: np.ndarray, close: np.ndarray
 def simulate(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, kind: np.ndarray, long: bool,
     size_pct: float, size_value: float, fees: float, slippage: float, sl: float, tp: float,
-    init_cash: float, ann_factor: float, out: np.ndarray, values: np.ndarray,
+    init_cash: float, ann_factor: float, out: np.ndarray, values: np.ndarray | None,
 ) -> None:
     """One column of vectorbt's from_signals (one direction) from entry/exit codes, and its metrics, into `out`.
 
     The portfolio's value on each bar (vectorbt's ``Portfolio.value``) goes in `values` too, unless it is
-    empty (a grid needs only the metrics); it is complete only when the run is not left to vectorbt.
+    None (a grid needs only the metrics: numba compiles that version without the stores); it is complete
+    only when the run is not left to vectorbt.
 
     Bars while flat with no entry leave cash, value and returns unchanged (a
     zero return adds nothing to the Sharpe sums nor to the drawdown), so they
@@ -383,14 +383,13 @@ def simulate(
     low_ratio = 1.0
     lo_trig = -np.inf  # a stop can only trigger on a bar whose low/high reaches these
     hi_trig = np.inf
-    record = values.shape[0] > 0
     i = np.int64(0)  # not a literal 0: that would compile a second specialization of _hold
     while i < n:
         if pos == 0.0 and rep_assets == 0.0:
             if kind[i] != ENTRY:  # flat: value and returns unchanged until the next entry code
                 peak = max(peak, prev_value)
                 j = _next_entry(kind, i + 1)
-                if record:
+                if values is not None:
                     values[i:j] = prev_value
                 i = j
                 continue
@@ -556,7 +555,7 @@ def simulate(
         if value <= 0:
             fallback = True  # see above
             break
-        if record:
+        if values is not None:
             values[i] = value
         r = (value - prev_value) / prev_value
         prev_value = value
@@ -636,7 +635,6 @@ def grid_kernel(
     for s in range(sym_n.shape[0]):
         longest = max(longest, sym_n[s])
     groups = max(1, min(n_items, groups))
-    no_values = np.empty(0)
     for g in prange(groups):
         kind = np.empty(longest, dtype=np.int8)
         marked = np.empty(longest, dtype=np.int64)
@@ -650,7 +648,7 @@ def grid_kernel(
             buf = kind[:m]
             _signals(code, a, b, c, close[lo: lo + m], item_par[j, 0], item_par[j, 1], long, min_conf, buf, marked)
             simulate(open_[lo: lo + m], high[lo: lo + m], low[lo: lo + m], close[lo: lo + m], buf, long,
-                     size_pct, size_value, fees, slippage, sl, tp, init_cash, sym_ann[s], out[j], no_values)
+                     size_pct, size_value, fees, slippage, sl, tp, init_cash, sym_ann[s], out[j], None)
     return out
 
 
