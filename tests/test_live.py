@@ -319,3 +319,20 @@ def test_reduce_only_orders_under_the_minimum_value_still_go_out_and_client_id_l
     assert venue.fetch_order("BTC/USDT", client_order_id="never-sent") is None
     assert venue.fetch_order("BTC/USDT", order_id="999", client_order_id="never-sent") is None
     assert listed == []
+
+
+def test_a_lookup_asked_once_fails_at_once_and_the_default_one_retries(emulator, bybit):
+    """fetch_order(retry=False) is one request: the engine's settle step asks again later itself, so a venue that
+    answers no lookup does not hold its loop for the retries' backoff (the default lookup still retries)."""
+    sleeps = []
+    venue = CcxtVenue(bybit, retry=RetryPolicy(attempts=4, base_delay=0.001), sleep=sleeps.append)
+    order = venue.create_order(OrderRequest(PERP, "buy", "market", 0.01, "once-1"))
+    emulator.faults.down(seconds=600)
+    with pytest.raises(VenueError):
+        venue.fetch_order(PERP, order_id=order["id"], client_order_id="once-1", retry=False)
+    assert sleeps == []
+    with pytest.raises(VenueError):
+        venue.fetch_order(PERP, order_id=order["id"], client_order_id="once-1")
+    assert len(sleeps) >= 3  # each request of the default lookup backed off between its attempts
+    emulator.faults.up()
+    assert venue.fetch_order(PERP, order_id=order["id"], client_order_id="once-1", retry=False)["id"] == order["id"]

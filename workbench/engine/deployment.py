@@ -349,13 +349,15 @@ class DeploymentRuntime:
         Runs before a bar while there are any: an entry the venue took is
         booked as a position (with its stops), an exit as a closed trade, on
         the bar they were decided on; an order it never saw is marked rejected.
-        While the venue answers none of the lookups (each spends its retries),
-        the next try waits 30 s, doubling to 10 minutes (:data:`SETTLE_RETRY`).
+        Each order is asked about once per try (not through the venue's retry
+        loop, which would hold up the engine's other work); while the venue
+        answers none of them, the next try waits 30 s, doubling to 10 minutes
+        (:data:`SETTLE_RETRY`).
         """
         rows = [r for r in map(self.store.order, sorted(self._unsettled)) if r is not None]
         self._unsettled.intersection_update(r["client_order_id"] for r in rows)
         counts = self._settle(rows, wait=True)
-        if rows and counts["unanswered"] == len(rows):  # no answer yet: each lookup spent the venue's retries
+        if rows and counts["unanswered"] == len(rows):  # no answer yet: ask again later, waiting longer each time
             self._settle_wait = min(max(2 * self._settle_wait, SETTLE_RETRY[0]), SETTLE_RETRY[1])
             self._settle_at = self._now() + self._settle_wait
             return counts
@@ -371,14 +373,17 @@ class DeploymentRuntime:
         stop -> closed trade) on the bar an uninterrupted run books it on
         (:meth:`_booking_bar`); one still working is left working, unless it
         protects a position that is closed: then it is cancelled. `wait`: an
-        order the venue cannot be asked about now stays unsettled (else the
-        venue's error is raised).
+        order the venue cannot be asked about now stays unsettled, asked once
+        per attempt (else the venue retries, then its error is raised).
         """
         counts = {"booked": 0, "never_sent": 0, "working": 0, "unanswered": 0}
         for row in rows:
             cid, symbol = row["client_order_id"], row["symbol"]
             try:
-                order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
+                if wait:  # one attempt: this order is asked about again at widening intervals, not in the venue's retry loop
+                    order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid, retry=False)
+                else:
+                    order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
             except VenueError:
                 if not wait:
                     raise

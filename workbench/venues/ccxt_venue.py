@@ -224,12 +224,16 @@ class CcxtVenue:
                     raise
 
     # -- orders ---------------------------------------------------------------
-    def fetch_order(self, symbol: str, order_id: str | None = None, client_order_id: str | None = None) -> dict[str, Any] | None:
-        """An order by venue id or client id; None if the venue does not know it."""
+    def fetch_order(self, symbol: str, order_id: str | None = None, client_order_id: str | None = None,
+                    retry: bool = True) -> dict[str, Any] | None:
+        """An order by venue id or client id; None if the venue does not know it.
+
+        `retry`: False asks once (a transient failure raises at once), for a caller that asks again later itself.
+        """
         if order_id:
             try:
                 params = dict(FETCH_ORDER_PARAMS.get(self.exchange.id, {}))
-                found = self._call("fetch_order", self.exchange.fetch_order, order_id, symbol, params)
+                found = self._call("fetch_order", self.exchange.fetch_order, order_id, symbol, params, retry=retry)
                 if found or client_order_id is None:
                     return found or None
             except PermanentVenueError as exc:
@@ -239,13 +243,14 @@ class CcxtVenue:
                     return None
         if client_order_id is None:
             return None
-        return self._fetch_by_client_id(symbol, client_order_id)
+        return self._fetch_by_client_id(symbol, client_order_id, retry)
 
-    def _fetch_by_client_id(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+    def _fetch_by_client_id(self, symbol: str, client_order_id: str, retry: bool = True) -> dict[str, Any] | None:
         ex_id = self.exchange.id
         if ex_id in CLIENT_ID_FETCH_ORDER:
             try:
-                return self._call("fetch_order", self.exchange.fetch_order, None, symbol, {CLIENT_ID_FETCH_ORDER[ex_id]: client_order_id})
+                return self._call("fetch_order", self.exchange.fetch_order, None, symbol, {CLIENT_ID_FETCH_ORDER[ex_id]: client_order_id},
+                                  retry=retry)
             except PermanentVenueError as exc:
                 if exc.kind in ("InvalidOrder", "OrderNotFound", "BadRequest"):
                     return None
@@ -253,12 +258,12 @@ class CcxtVenue:
         if ex_id in CLIENT_ID_LIST_FILTER:
             param, methods = CLIENT_ID_LIST_FILTER[ex_id]
             for method in methods:
-                for order in self._call(method, getattr(self.exchange, method), symbol, None, None, {param: client_order_id}):
+                for order in self._call(method, getattr(self.exchange, method), symbol, None, None, {param: client_order_id}, retry=retry):
                     if order.get("clientOrderId") == client_order_id:
                         return order
             return None
         try:
-            found = self._call("fetch_order", self.exchange.fetch_order, None, symbol, {"clientOrderId": client_order_id})
+            found = self._call("fetch_order", self.exchange.fetch_order, None, symbol, {"clientOrderId": client_order_id}, retry=retry)
             if found:
                 return found
         except (PermanentVenueError, VenueError, TypeError, ccxt.NotSupported, ccxt.ArgumentsRequired):
@@ -266,7 +271,7 @@ class CcxtVenue:
         for method in ("fetch_open_orders", "fetch_closed_orders"):
             if not self.exchange.has.get(_camel(method)):
                 continue
-            for order in self._call(method, getattr(self.exchange, method), symbol):
+            for order in self._call(method, getattr(self.exchange, method), symbol, retry=retry):
                 if order.get("clientOrderId") == client_order_id:
                     return order
         return None

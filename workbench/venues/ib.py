@@ -323,7 +323,9 @@ class IBVenue:
         self._call("cancel_order", self.ib.cancelOrder, trade.order)
         return self._order_dict(trade)
 
-    def fetch_order(self, symbol: str, order_id: str | None = None, client_order_id: str | None = None) -> dict[str, Any] | None:
+    def fetch_order(self, symbol: str, order_id: str | None = None, client_order_id: str | None = None,
+                    retry: bool = True) -> dict[str, Any] | None:
+        """An order by id or client id (orderRef) from the session's trades; one look, so `retry` changes nothing."""
         trade = self._find(order_id, client_order_id)
         return self._order_dict(trade) if trade is not None else None
 
