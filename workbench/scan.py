@@ -5,7 +5,8 @@ A stretch is a few dozen bars, where numpy's cost per call (about a microsecond,
 stretch) outweighs the work; these loops make the same comparisons, in the same float operations,
 in one compiled call (numba, cached on disk). The rules stay with their owners: the paper venue
 says which levels a bar must not reach (:meth:`PaperExchange.quiet_run`), the risk guard which
-limits (:meth:`RiskGuard.quiet_run`); here they are only applied to arrays.
+limits (:meth:`RiskGuard.quiet_limits`), the ledger how a position is valued (:class:`OpenPosition`);
+here they are only applied to arrays, each tested equal to its owner's bar-by-bar form.
 
 numba loads on the first scan, so a live engine that never replays never imports it.
 """

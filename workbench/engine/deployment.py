@@ -222,7 +222,8 @@ class DeploymentRuntime:
         A bar is quiet when :meth:`step` would only move the price on it: no
         signal, no level of a resting order or of the position's stops reached
         (:meth:`PaperExchange.quiet_run`), the risk guard quiet
-        (:meth:`RiskGuard.quiet_run`). Its effects (the venue's prices and history,
+        (:meth:`RiskGuard.quiet_limits`, scanned with the books' equity by
+        :func:`~workbench.scan.books_prefix`). Its effects (the venue's prices and history,
         marks, cursor, equity rows, peaks) are then the same as stepping
         (tested). Only for a replay of a one-symbol deployment on the paper
         venue with precomputed signals, on ascending bars; the first bar that
