@@ -531,10 +531,23 @@ def test_quiet_bars_leave_the_guard_as_updating_bar_by_bar(daily, drawdown, star
     assert quiet.state() == stepped.state()
 
 
+def scan_quiet(guard, equity, times):
+    """A replay's scan of a stretch: quiet_limits, books_prefix on books worth their mark (equity = close), take_peak."""
+    from workbench.scan import books_prefix
+
+    limits = guard.quiet_limits(float(times[0]))
+    if limits is None:
+        return 0
+    n, top = books_prefix(equity, times - 60.0, times, 0, len(equity), 0.0, (True, 1.0, 1.0, 0.0), limits, np.empty((len(equity), 4)))
+    guard.take_peak(n, top)
+    return n
+
+
 @settings(max_examples=200, deadline=None)
 @given(**QUIET_PATHS, paused=st.booleans())
-def test_quiet_run_passes_the_bars_quiet_passes_one_by_one(daily, drawdown, start, returns, bad, paused):
-    """quiet_run on arrays is quiet() on each bar in turn: the same count, and the guard ends the same after the next update."""
+def test_a_scanned_stretch_passes_the_bars_quiet_passes_one_by_one(daily, drawdown, start, returns, bad, paused):
+    """The guard's limits scanned over arrays are quiet() on each bar in turn: the same count, and the guard ends the
+    same after the next update."""
     limits = RiskLimits(daily_loss_limit=daily, drawdown_limit=drawdown, cooldown_seconds=0)
     midnight = datetime(2024, 5, 7, tzinfo=UTC).timestamp()
     times = np.array([midnight + start + 60.0 * (i + 1) for i in range(len(returns))])
@@ -549,7 +562,7 @@ def test_quiet_run_passes_the_bars_quiet_passes_one_by_one(daily, drawdown, star
     n = 0
     while n < len(equity) and one.quiet(float(equity[n]), float(times[n])):
         n += 1
-    assert run.quiet_run(equity, times) == n
+    assert scan_quiet(run, equity, times) == n
     if n < len(equity):  # the bar that was not quiet goes through update() in both
         got, want = run.update(float(equity[n]), float(times[n])), one.update(float(equity[n]), float(times[n]))
         assert [(e.kind, e.reason) for e in got] == [(e.kind, e.reason) for e in want]

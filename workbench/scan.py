@@ -24,33 +24,6 @@ def _first_reach(floor: Any, ceil: Any, start: int, stop: int, below: float, abo
     return stop - start
 
 
-def _guard_ok(e: float, tk: float, day_end: float, dd_peak: float, use_dl: bool, day_start: float, ref: float, dl_level: float,
-              use_dd: bool, dd_level: float) -> tuple[bool, float]:
-    """The risk guard's quiet rule on one bar (equity `e` at `tk`): (still quiet, the drawdown peak after it)."""
-    if not tk < day_end or not (e - e == 0.0):  # the next day, or equity that is not a finite number
-        return False, dd_peak
-    if e > dd_peak:
-        dd_peak = e
-    if use_dl and (ref - e) / day_start >= dl_level:
-        return False, dd_peak
-    if use_dd and dd_peak > 0 and (dd_peak - e) / dd_peak >= dd_level:
-        return False, dd_peak
-    return True, dd_peak
-
-
-def _guard_prefix(eq: Any, t: Any, start: int, stop: int, day_end: float, dd_peak: float, use_dl: bool, day_start: float,
-                  ref: float, dl_level: float, use_dd: bool, dd_level: float) -> tuple[int, float]:
-    top = -1.0e308
-    for k in range(start, stop):
-        e = eq[k]
-        ok, dd_peak = _guard_ok(e, t[k], day_end, dd_peak, use_dl, day_start, ref, dl_level, use_dd, dd_level)
-        if not ok:
-            return k - start, top
-        if e > top:
-            top = e
-    return stop - start, top
-
-
 def _books_prefix(close: Any, seconds: Any, t: Any, start: int, stop: int, cash: float, held: bool, margin: bool, sign: float,
                   amount: float, entry: float, day_end: float, dd_peak: float, use_dl: bool, day_start: float, ref: float,
                   dl_level: float, use_dd: bool, dd_level: float, out: Any) -> tuple[int, float]:
@@ -63,8 +36,14 @@ def _books_prefix(close: Any, seconds: Any, t: Any, start: int, stop: int, cash:
         else:
             u = 0.0
             e = cash
-        ok, dd_peak = _guard_ok(e, t[k], day_end, dd_peak, use_dl, day_start, ref, dl_level, use_dd, dd_level)
-        if not ok:
+        # the risk guard's quiet rule (RiskGuard.quiet): the same day, finite equity, no limit reached
+        if not t[k] < day_end or not (e - e == 0.0):
+            return k - start, top
+        if e > dd_peak:
+            dd_peak = e
+        if use_dl and (ref - e) / day_start >= dl_level:
+            return k - start, top
+        if use_dd and dd_peak > 0 and (dd_peak - e) / dd_peak >= dd_level:
             return k - start, top
         if e > top:
             top = e
@@ -81,18 +60,12 @@ def _compiled(name: str, fn: Any) -> Any:
     if kernel is None:
         import numba
 
-        global _guard_ok
-        if not hasattr(_guard_ok, "py_func"):  # the kernels call the guard's rule compiled
-            _guard_ok = _jit(numba, _guard_ok)
-        kernel = _kernels[name] = _jit(numba, fn)
+        try:
+            kernel = numba.njit(cache=True, nogil=True)(fn)
+        except RuntimeError:  # no writable place for numba's cache: compile in each process (well under a second)
+            kernel = numba.njit(nogil=True)(fn)
+        _kernels[name] = kernel
     return kernel
-
-
-def _jit(numba: Any, fn: Any) -> Any:
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # no writable place for numba's cache: compile in each process (well under a second)
-        return numba.njit(nogil=True)(fn)
 
 
 def first_reach(floor: Any, ceil: Any, start: int, stop: int, below: float, above: float) -> int:
@@ -103,29 +76,20 @@ def first_reach(floor: Any, ceil: Any, start: int, stop: int, below: float, abov
     return int(_compiled("first_reach", _first_reach)(floor, ceil, start, stop, float(below), float(above)))
 
 
-def guard_prefix(eq: Any, t: Any, start: int, stop: int, day_end: float, dd_peak: float, daily_loss: tuple[float, float, float] | None,
-                 drawdown: float | None) -> tuple[int, float]:
-    """Leading bars of `eq` (at times `t`, from `start` before `stop`) that breach no limit, and the highest equity among them.
-
-    A run ends at the first bar at or after `day_end`, with equity that is not finite, or that
-    breaches: `daily_loss` = (day's start equity, loss reference, level) with (ref - eq) / start >= level;
-    `drawdown` = level with (peak - eq) / peak >= level, the peak running from `dd_peak`.
-    """
-    use_dl = daily_loss is not None
-    day_start, ref, dl_level = daily_loss if daily_loss is not None else (1.0, 0.0, 0.0)
-    n, top = _compiled("guard_prefix", _guard_prefix)(eq, t, start, stop, float(day_end), float(dd_peak), use_dl, float(day_start),
-                                                       float(ref), float(dl_level), drawdown is not None, float(drawdown or 0.0))
-    return int(n), float(top)
-
-
 def books_prefix(close: Any, seconds: Any, t: Any, start: int, stop: int, cash: float, position: tuple[bool, float, float, float] | None,
                  limits: tuple[float, float, tuple[float, float, float] | None, float | None], out: Any) -> tuple[int, float]:
-    """:func:`guard_prefix` on the equity of books holding `cash` and at most one position, marked at `close`.
+    """Leading bars from `start` (before `stop`) whose books breach no risk limit, and the highest equity among them.
+
+    The books hold `cash` and at most one position, marked at `close`.
 
     `position` is (margin, sign, amount, entry price) of :class:`~workbench.engine.ledger.OpenPosition`, or None
     when flat; `limits` are :meth:`RiskGuard.quiet_limits`. The equity rows of the bars that pass
     (at `seconds`, equity, cash, unrealized P&L) are written in `out` from its first row: one call takes in a
     quiet stretch, where numpy would spend a dozen calls on the arrays.
+
+    A run ends at the first bar at or after the day's end (times `t`), with equity that is not finite, or
+    that breaches: the daily loss (ref - equity) / day's start >= level, or the drawdown (peak - equity) /
+    peak >= level, the peak running from the limits' drawdown peak.
     """
     day_end, dd_peak, daily_loss, drawdown = limits
     day_start, ref, dl_level = daily_loss if daily_loss is not None else (1.0, 0.0, 0.0)
@@ -137,4 +101,4 @@ def books_prefix(close: Any, seconds: Any, t: Any, start: int, stop: int, cash: 
     return int(n), float(top)
 
 
-__all__ = ["books_prefix", "first_reach", "guard_prefix"]
+__all__ = ["books_prefix", "first_reach"]

@@ -32,10 +32,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError
-from ..scan import guard_prefix
 from .limits import RiskLimits
 from .model import PortfolioView, RiskEvent, as_seconds, finite_number, positive_number
 
@@ -152,21 +149,10 @@ class RiskGuard:
             return False
         return True
 
-    def quiet_run(self, eq: np.ndarray, t: np.ndarray) -> int:
-        """How many leading bars (equities `eq` at ascending times `t`) :meth:`quiet` passes, called on each in turn.
-
-        The same rule as :meth:`quiet`, on arrays (tested equal): a replay takes
-        a quiet stretch of bars in one call. The peaks of the passed bars are taken.
-        """
-        limits = self.quiet_limits(float(t[0])) if len(eq) else None
-        if limits is None:
-            return 0
-        k, top = guard_prefix(eq, t, 0, len(eq), *limits)
-        self.take_peak(k, top)
-        return k
-
     def quiet_limits(self, t0: float) -> tuple[float, float, tuple[float, float, float] | None, float | None] | None:
-        """What bars from `t0` on must stay within to be quiet, as the scans of :mod:`workbench.scan` take it.
+        """What bars from `t0` on must stay within to be quiet, as :func:`workbench.scan.books_prefix` takes it.
+
+        The scan applies :meth:`quiet`'s rule to a stretch of bars at once; :meth:`take_peak` then takes its peak.
 
         (day end, drawdown peak, (day's start equity, loss reference, level) or None, drawdown level or None);
         None when no bar from `t0` can be quiet (no day yet, a pause, a re-arm, another day).
