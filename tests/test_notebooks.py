@@ -76,7 +76,8 @@ def chain(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("notebooks")
     paths = {"params_dir": str(tmp / "params"), "store_path": str(tmp / "wb.sqlite")}
     out = {}
-    out["01_optimize"] = run("01_optimize", tmp, {"params_dir": paths["params_dir"], "symbols": SYMBOLS, "bars": 800, "min_trades": 3})
+    out["01_optimize"] = run("01_optimize", tmp, {"params_dir": paths["params_dir"], "symbols": SYMBOLS, "bars": 800, "min_trades": 3,
+                                                 "train_bars": 400, "test_bars": 200})
     deploy = nbformat.read(NOTEBOOKS / "02_paper_deploy.ipynb", as_version=4)
     deploy.cells.append(nbformat.v4.new_code_cell(KERNEL_CHECK))
     nbformat.write(deploy, tmp / "02_with_click.ipynb")
@@ -93,6 +94,7 @@ def test_optimize_notebook_saves_fresh_parameters_and_draws(chain):
     assert not errors and {r.symbol for r in records} == set(SYMBOLS) and {r.freshness for r in records} == {"fresh"}
     assert "application/vnd.plotly.v1+json" in mimes(out["01_optimize"])
     assert "application/vnd.jupyter.widget-view+json" in mimes(out["01_optimize"])
+    assert "<WalkForwardResult sma_cross BTC/USDT 1h: 2 folds" in texts(out["01_optimize"])
 
 
 def test_paper_deploy_notebook_replays_with_the_stored_parameters_and_the_panel_deploys_in_the_kernel(chain):

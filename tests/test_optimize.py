@@ -213,6 +213,22 @@ def test_walk_forward_folds_tile_and_never_train_on_their_test(frames):
     assert wf.plot().data
 
 
+@pytest.mark.parametrize("returns", [
+    np.random.default_rng(3).normal(0.001, 0.01, 500),
+    np.r_[np.nan, np.random.default_rng(4).normal(0, 0.02, 50), np.nan],
+    np.zeros(20), np.full(20, 0.01), np.array([0.01]), np.array([np.nan, 0.02]),
+], ids=["normal", "nans", "zeros", "constant", "one", "one-valid"])
+@pytest.mark.parametrize("freq", ["1h", "1D"])
+def test_walk_forward_sharpe_is_vectorbts(returns, freq):
+    import vectorbt  # noqa: F401  (the returns accessor)
+
+    from workbench.optimize.walkforward import sharpe_ratio
+
+    index = pd.date_range("2024-01-01", periods=len(returns), freq=freq)
+    want = pd.Series(returns, index=index).vbt.returns(freq=freq).sharpe_ratio()
+    assert sharpe_ratio(returns, pd.Timedelta(freq)) == pytest.approx(want, rel=1e-12, nan_ok=True)
+
+
 def test_walk_forward_needs_enough_bars(frames):
     with pytest.raises(ConfigError, match="at least train_bars"):
         walk_forward("sma_cross", "BTC/USDT", "1h", data=frames["BTC/USDT"], train_bars=1400, test_bars=200,
@@ -289,8 +305,9 @@ def test_engine_choice(frames):
 
 
 def test_winners_equity_of_a_builtin_needs_no_vectorbt():
-    """A built-in's optimization and its winner's equity curve run on the fused kernels alone (a fresh interpreter
-    never imports vectorbt, seconds of a notebook's run), and the curve is the vectorbt backtest's value."""
+    """A built-in's optimization, its winner's equity curve and its walk-forward run on the fused kernels alone (a
+    fresh interpreter never imports vectorbt, seconds of a notebook's run), and the curve is the vectorbt backtest's
+    value."""
     import subprocess
     import sys
 
@@ -299,14 +316,18 @@ def test_winners_equity_of_a_builtin_needs_no_vectorbt():
         "from workbench.optimize import optimize\n"
         "res = optimize('sma_cross', ['BTC/USDT'], '1h', bars=800, min_trades=1, progress=False)\n"
         "fig = res.equity('BTC/USDT')\n"
+        "from workbench.optimize import walk_forward\n"
+        "wf = walk_forward('sma_cross', 'BTC/USDT', '1h', bars=800, train_bars=400, test_bars=200, min_trades=1,"
+        " progress=False)\n"
+        "wf.plot()\n"
         "print(json.dumps({'engine': res.engine, 'vectorbt': 'vectorbt' in sys.modules, 'y': list(fig.data[0].y),"
-        " 'winner': res.winner('BTC/USDT')}))\n"
+        " 'winner': res.winner('BTC/USDT'), 'folds': len(wf.folds)}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
     import json
 
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["engine"] == "kernel" and out["vectorbt"] is False
+    assert out["engine"] == "kernel" and out["vectorbt"] is False and out["folds"] == 2
     from workbench.strategies import get_strategy
 
     want = backtest(get_strategy("sma_cross"), sample_ohlcv("BTC/USDT", "1h", 800), out["winner"], BacktestConfig()).value()

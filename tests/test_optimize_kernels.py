@@ -124,3 +124,56 @@ def test_kernel_value_curve_equals_vectorbts_portfolio_value(frames, name, confi
         np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9)
         moves += int((got.diff().fillna(0) != 0).sum())
     assert moves > 10  # they traded: the curves move
+
+
+def assert_frames_close(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same columns and non-number cells; numbers equal (NaN and inf included) or within 1e-9."""
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    nums = a.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(a.drop(columns=nums), b.drop(columns=nums))
+    x, y = a[nums].to_numpy(float), b[nums].to_numpy(float)
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    with np.errstate(invalid="ignore"):
+        near = np.abs(np.where(same, 0.0, x - y)) <= 1e-9 * np.maximum(1.0, np.abs(np.where(same, 0.0, y)))
+    assert (same | near).all(), a[~(same | near).all(axis=1)].T
+
+
+@pytest.mark.parametrize("name", ["sma_cross", *GRIDS])
+@pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_walk_forward_on_kernels_equals_vectorbt(frames, name, config):
+    """Out-of-sample folds run on the fused kernel: every fold's choice and metrics, the stitched equity and
+    its overall metrics equal the vectorbt walk-forward's (1e-9)."""
+    from workbench.optimize import walk_forward
+
+    grid = {"sma_cross": {"fast": [5, 10], "slow": [20, 40]}, **GRIDS}[name]
+    kw = dict(data=frames["ETH/USDT"], train_bars=400, test_bars=200, ranges=grid, config=config, min_trades=1,
+              progress=False)
+    kernel = walk_forward(name, "ETH/USDT", "1h", engine="kernel", **kw)
+    vbt = walk_forward(name, "ETH/USDT", "1h", engine="vectorbt", **kw)
+    assert len(kernel.folds) == 4 and kernel.folds["oos_trades"].sum() > 0
+    assert_frames_close(kernel.folds, vbt.folds)
+    assert kernel.equity.index.equals(vbt.equity.index)
+    np.testing.assert_allclose(kernel.equity.to_numpy(), vbt.equity.to_numpy(), rtol=1e-9)
+    assert kernel.metrics.keys() == vbt.metrics.keys()
+    for k, v in vbt.metrics.items():
+        assert kernel.metrics[k] == pytest.approx(v, rel=1e-9, nan_ok=True), k
+
+
+def test_out_of_sample_ends_flat_on_the_last_bar(frames):
+    """A test window's open position is closed on its last bar, whatever the signal says."""
+    from workbench.strategies import get_strategy
+
+    strat, df, config = get_strategy("sma_cross"), frames["BTC/USDT"], BacktestConfig()
+    combo = {"fast": 5, "slow": 20}
+    for end in range(300, len(df)):  # the first window whose run still holds on its last two bars without the rule
+        window = df.iloc[:end]
+        still_open, open_value = kernels._run_one(strat, window, combo, config, 200, close_last=False)
+        if open_value.iloc[-1] != open_value.iloc[-2] != open_value.iloc[-3]:
+            break
+    else:
+        pytest.fail("no window ends in a position")
+    oos, value = kernels.out_of_sample(strat, window, 200, combo, config)
+    assert value.index.equals(df.index[end - 200: end]) and oos["final_value"] == value.iloc[-1]
+    np.testing.assert_array_equal(value.to_numpy()[:-1], open_value.to_numpy()[:-1])
+    assert oos["final_value"] < still_open["final_value"]  # the exit's fee was paid on the last bar
+    assert oos["trades"] == still_open["trades"]  # an open trade counts too (as vectorbt counts it)

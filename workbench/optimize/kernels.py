@@ -656,15 +656,23 @@ def grid_kernel(
 def value_kernel(
     code: int, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, a: np.ndarray, b: np.ndarray,
     c: np.ndarray, p0: float, p1: float, long: bool, min_conf: float, size_pct: float, size_value: float, fees: float,
-    slippage: float, sl: float, tp: float, init_cash: float, values: np.ndarray,
+    slippage: float, sl: float, tp: float, init_cash: float, first: int, close_last: bool, ann_factor: float,
+    out: np.ndarray, values: np.ndarray,
 ) -> bool:
-    """One combination's portfolio value on every bar into `values` (series `a`, `b`, `c` as the grid kernel's);
-    False when the run is left to vectorbt."""
+    """One combination on bars ``[first, n)``: its metrics into `out` and its value on each of those bars into
+    `values`; False when the run is left to vectorbt.
+
+    Signals are computed on all the bars (series `a`, `b`, `c` as the grid kernel's), so the bars before
+    `first` only give the indicators their history. With `close_last`, the last bar exits whatever its signal
+    (a walk-forward test window ends flat).
+    """
     n = close.shape[0]
     kind = np.empty(n, dtype=np.int8)
     _signals(code, a, b, c, close, p0, p1, long, min_conf, kind, np.empty(n, dtype=np.int64))
-    out = np.empty(N_OUT)
-    simulate(open_, high, low, close, kind, long, size_pct, size_value, fees, slippage, sl, tp, init_cash, np.nan, out, values)
+    if close_last:
+        kind[n - 1] = EXIT
+    simulate(open_[first:], high[first:], low[first:], close[first:], kind[first:], long, size_pct, size_value, fees,
+             slippage, sl, tp, init_cash, ann_factor, out, values)
     return out[6] == 0.0
 
 
@@ -796,7 +804,22 @@ def value_series(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float],
 
     An optimization's winner is drawn from this, so a notebook on a built-in strategy never imports vectorbt.
     """
-    if why_unsupported(strat, config) is not None or len(df) < 2 or not _usable(df):
+    run = _run_one(strat, df, params, config, len(df), close_last=False)
+    return None if run is None else run[1]
+
+
+def out_of_sample(strat: Strategy, window: pd.DataFrame, test_bars: int, params: Mapping[str, float],
+                  config: BacktestConfig) -> tuple[dict[str, float], pd.Series] | None:
+    """A walk-forward test: `params` traded on the last `test_bars` of `window` and closed on its last bar, signals
+    computed over all of it; (metrics as :func:`workbench.backtest.metrics`, value on each test bar), to rounding
+    the vectorbt backtest's. None when the kernel cannot run it (then vectorbt must)."""
+    return _run_one(strat, window, params, config, test_bars, close_last=True)
+
+
+def _run_one(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float], config: BacktestConfig, bars: int,
+             close_last: bool) -> tuple[dict[str, float], pd.Series] | None:
+    """Metrics and value series of one combination traded on the last `bars` of `df` (:func:`value_kernel`)."""
+    if why_unsupported(strat, config) is not None or bars < 2 or not _usable(df):
         return None
     code, plan = KERNELS[id(strat)]
     spec, (p0, p1) = plan(params)
@@ -804,10 +827,14 @@ def value_series(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float],
     makers = {SMA: rolling_mean, EMA: ema, RSI: rsi}
     series = [makers[kind](ohlc[3], period) for kind, period in spec]
     a, b, c = (series + [series[0]] * 2)[:3]  # as the grid kernel: a missing second or third series is the first
-    values = np.empty(len(df))
-    if not value_kernel(code, *ohlc, a, b, c, float(p0), float(p1), *_config_args(config), values):
+    first = len(df) - bars
+    out, values = np.empty(N_OUT), np.empty(bars)
+    if not value_kernel(code, *ohlc, a, b, c, float(p0), float(p1), *_config_args(config), first, close_last,
+                        _ann_factor(df.iloc[first:], config), out, values):
         return None
-    return pd.Series(values, index=df.index, name="value")
+    from .grid import METRICS
+
+    return dict(zip(METRICS, out[:6].tolist(), strict=True)), pd.Series(values, index=df.index[first:], name="value")
 
 
 def _usable(df: pd.DataFrame) -> bool:

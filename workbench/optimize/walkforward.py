@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..backtest import BacktestConfig, metrics, portfolio_kwargs
+from ..backtest import BacktestConfig, portfolio_kwargs
 from ..errors import ConfigError
 from ..strategies import Strategy, get_strategy
 from .grid import (
@@ -29,6 +29,7 @@ from .grid import (
     check_min_trades,
     load_frames,
     optimize,
+    pick_engine,
     resolve_grid,
     signal_arrays,
     simulate,
@@ -104,7 +105,9 @@ def walk_forward(
 
     With ``anchored=True`` every training window starts at the first bar
     (expanding) instead of rolling. A fold whose training window has no
-    combination with `min_trades` trades stays flat out of sample.
+    combination with `min_trades` trades stays flat out of sample. `engine` as
+    :func:`optimize`'s: with the fused kernel, the folds' tests run on it too, so
+    a built-in's walk-forward never imports vectorbt (the same numbers, tested).
     """
     strat = get_strategy(strategy)
     metric = check_metric(metric)
@@ -113,6 +116,7 @@ def walk_forward(
     resolve_grid(strat, ranges)  # fail early on bad ranges
     df = load_frames([symbol], timeframe, data, source, start, end, bars)[symbol]
     windows = fold_windows(len(df), train_bars, test_bars, anchored)
+    kernel = getattr(pick_engine(engine, strat, config), "engine_name", "vectorbt") == "kernel"
 
     rows, pieces = [], []
     level = config.init_cash
@@ -140,8 +144,7 @@ def walk_forward(
             params, is_metrics = best
             row.update(params)
             row.update({f"is_{m}": v for m, v in is_metrics.items()})
-            pf = _out_of_sample(strat, df.iloc[a:c], c - b, params, config)
-            oos, value = metrics(pf), pf.value()
+            oos, value = _out_of_sample(strat, df.iloc[a:c], c - b, params, config, kernel)
         row.update({f"oos_{m}": v for m, v in oos.items()})
         rows.append(row)
         if config.size_pct is not None:
@@ -159,12 +162,23 @@ def walk_forward(
     )
 
 
-def _out_of_sample(strat: Strategy, window: pd.DataFrame, test_bars: int, params: Mapping[str, float], config: BacktestConfig):
-    """Backtest `params` on the last `test_bars` of `window`, signals computed over all of it, flat at the end."""
+def _out_of_sample(strat: Strategy, window: pd.DataFrame, test_bars: int, params: Mapping[str, float],
+                   config: BacktestConfig, kernel: bool) -> tuple[dict[str, float], pd.Series]:
+    """Metrics and value of `params` traded on the last `test_bars` of `window`, signals computed over all of it,
+    flat at the end: by the fused kernel when `kernel` and it can, else by a vectorbt backtest (the same, to rounding)."""
+    if kernel:
+        from .kernels import out_of_sample
+
+        done = out_of_sample(strat, window, test_bars, params, config)
+        if done is not None:
+            return done
+    from ..backtest import metrics
+
     arrays = {k: v[-test_bars:].copy() for k, v in signal_arrays(strat, window, [params], config).items()}
     arrays["entries"][-1] = arrays["short_entries"][-1] = False
     arrays["exits"][-1] = arrays["short_exits"][-1] = True
-    return simulate(window.iloc[-test_bars:], config, arrays)[0]
+    pf = simulate(window.iloc[-test_bars:], config, arrays)[0]
+    return metrics(pf), pf.value()
 
 
 def _overall(equity: pd.Series, folds: pd.DataFrame, config: BacktestConfig, df: pd.DataFrame) -> dict[str, float]:
@@ -172,14 +186,27 @@ def _overall(equity: pd.Series, folds: pd.DataFrame, config: BacktestConfig, df:
 
     freq = portfolio_kwargs(df.iloc[:2], config)["freq"] if config.freq is None else config.freq
     prev = np.concatenate(([config.init_cash], equity.to_numpy()[:-1]))
-    returns = pd.Series(equity.to_numpy() / prev - 1.0, index=equity.index)
+    returns = equity.to_numpy() / prev - 1.0
     trades = float(folds["oos_trades"].sum())
     wins = float((folds["oos_win_rate"].fillna(0.0) * folds["oos_trades"]).sum())
     return {
         "total_return": float(equity.iloc[-1] / config.init_cash - 1.0),
-        "sharpe": float(returns.vbt.returns(freq=freq).sharpe_ratio()),
+        "sharpe": sharpe_ratio(returns, freq),
         "max_drawdown": float((equity / equity.cummax() - 1.0).min()),
         "win_rate": wins / trades if trades else math.nan,
         "trades": trades,
         "final_value": float(equity.iloc[-1]),
     }
+
+
+def sharpe_ratio(returns: np.ndarray, freq: Any) -> float:
+    """vectorbt's ``returns.vbt.returns(freq=freq).sharpe_ratio()`` (a year of 365 days, ddof 1, NaN returns
+    skipped, inf when they do not vary), without importing vectorbt."""
+    if len(returns) < 2 or freq is None:
+        return math.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = float(np.nanmean(returns)) if not np.isnan(returns).all() else math.nan
+        std = float(np.nanstd(returns, ddof=1)) if np.count_nonzero(~np.isnan(returns)) > 1 else math.nan
+    if std == 0.0:
+        return math.inf
+    return mean / std * math.sqrt(pd.Timedelta(days=365) / pd.Timedelta(freq))
