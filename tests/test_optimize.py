@@ -332,3 +332,22 @@ def test_winners_equity_of_a_builtin_needs_no_vectorbt():
 
     want = backtest(get_strategy("sma_cross"), sample_ohlcv("BTC/USDT", "1h", 800), out["winner"], BacktestConfig()).value()
     np.testing.assert_allclose(out["y"], want.to_numpy(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_bar_freq_is_the_pandas_median_gap(unit):
+    """The annualizing bar period (both engines use it) is pandas' median gap of the first 1000 bars, truncated to the
+    index's unit, also where the median falls between two gaps or the bars are irregular."""
+    from workbench.backtest import bar_freq
+
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 4, 11, 1500):
+        steps = rng.integers(1, 4, n - 1) * 1_001 + rng.integers(0, 2, n - 1)
+        index = pd.DatetimeIndex(pd.to_datetime(np.cumsum(np.r_[1_700_000_000_000, steps]), unit="ms")).as_unit(unit)
+        head = index[:1000]
+        want = pd.Timedelta((head[1:] - head[:-1]).median())
+        got = bar_freq(pd.DataFrame(index=index), BacktestConfig())
+        assert got == want and str(got) == str(want)
+    with_nat = pd.DatetimeIndex(["2024-01-01 00:00", None, "2024-01-01 00:02", "2024-01-01 00:03"]).as_unit(unit)
+    assert bar_freq(pd.DataFrame(index=with_nat), BacktestConfig()) == pd.Timedelta(minutes=1)
+    assert bar_freq(pd.DataFrame(index=with_nat), BacktestConfig(freq="1h")) == "1h"

@@ -428,17 +428,22 @@ def optimize(
             per_symbol = (many(strat, list(frames.values()), combos, config, chunk_size, bar.update)
                           if many is not None else
                           [runner(strat, df, combos, config, chunk_size, bar.update) for df in frames.values()])
-    params = pd.DataFrame(combos, columns=list(strat.params))
-    table = pd.concat(
-        [pd.concat([pd.DataFrame({"symbol": [sym] * len(combos)}), params, mets], axis=1)
-         for sym, mets in zip(frames, per_symbol, strict=True)],
-        ignore_index=True,
-    )
+    table = _tabulate(list(frames), pd.DataFrame(combos, columns=list(strat.params)), per_symbol)
     axes = {k: sorted({c[k] for c in combos}) for k in strat.params}
     return OptimizeResult(
         strategy=strat, timeframe=timeframe, table=table, combos=list(combos), data=frames, config=config,
         metric=metric, min_trades=min_trades, ranges=axes, engine=engine_name,
     )
+
+
+def _tabulate(symbols: list[str], params: pd.DataFrame, per_symbol: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per (symbol, combination): the symbol, the parameters, the metrics; symbols in order (one concat
+    per column block rather than per symbol: a grid over many symbols assembles in milliseconds)."""
+    n = len(params)
+    block = pd.concat([params] * len(symbols), ignore_index=True) if symbols else params.iloc[:0]
+    mets = pd.concat(per_symbol, ignore_index=True) if per_symbol else pd.DataFrame(columns=list(METRICS))
+    names = pd.DataFrame({"symbol": [sym for sym in symbols for _ in range(n)]})
+    return pd.concat([names, block, mets], axis=1)
 
 
 def pick_engine(engine: str, strat: Strategy, config: BacktestConfig):

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
-from ..backtest import BacktestConfig, portfolio_kwargs
+from ..backtest import BacktestConfig, bar_freq
 from ..strategies import BUILTINS, Strategy
 
 REL_TOL = 1e-9  # vectorbt.utils.math_ tolerances
@@ -722,7 +722,7 @@ def _config_args(config: BacktestConfig) -> tuple:
 
 
 def _ann_factor(df: pd.DataFrame, config: BacktestConfig) -> float:
-    freq = portfolio_kwargs(df, config)["freq"]
+    freq = bar_freq(df, config)
     return YEAR / pd.Timedelta(freq) if freq is not None else math.nan
 
 
@@ -756,8 +756,11 @@ def _symbol_groups(lengths: list[int], n_series: int) -> list[list[int]]:
 
 
 def run_kernel(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence[Mapping[str, float]],
-               config: BacktestConfig, chunk_size: int | None = None) -> list[np.ndarray]:
+               config: BacktestConfig, chunk_size: int | None = None,
+               arrays: Sequence[list[np.ndarray]] | None = None) -> list[np.ndarray]:
     """Per frame, the (n_combos, N_OUT) kernel output; all frames and combinations in few parallel calls.
+
+    `arrays`: each frame's open, high, low and close as float64 arrays, when the caller has them already.
 
     Memory stays bounded: combinations are split so that each call's
     indicator series fit MAX_SERIES_CELLS, and symbols are grouped the same way.
@@ -771,10 +774,10 @@ def run_kernel(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence
     widest = max(len({s for sp in specs[r.start:r.stop] for s in sp}) for r in chunks)
     args = _config_args(config)
     anns = np.array([_ann_factor(df, config) for df in frames])
+    arrays = arrays if arrays is not None else [_ohlc(df) for df in frames]
     outs = [np.empty((len(combos), N_OUT)) for _ in frames]
     for group in _symbol_groups(lengths, widest):
-        ohlc = [np.concatenate([frames[s][k].to_numpy(dtype=np.float64) for s in group]) for k in
-                ("open", "high", "low", "close")]
+        ohlc = [np.concatenate([arrays[s][k] for s in group]) for k in range(4)]
         sym_n = np.array([lengths[s] for s in group], dtype=np.int64)
         sym_lo = np.concatenate([[0], np.cumsum(sym_n)[:-1]]).astype(np.int64)
         for r in chunks:
@@ -819,11 +822,11 @@ def out_of_sample(strat: Strategy, window: pd.DataFrame, test_bars: int, params:
 def _run_one(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float], config: BacktestConfig, bars: int,
              close_last: bool) -> tuple[dict[str, float], pd.Series] | None:
     """Metrics and value series of one combination traded on the last `bars` of `df` (:func:`value_kernel`)."""
-    if why_unsupported(strat, config) is not None or bars < 2 or not _usable(df):
+    ohlc = _ohlc(df)
+    if why_unsupported(strat, config) is not None or bars < 2 or not _usable(ohlc):
         return None
     code, plan = KERNELS[id(strat)]
     spec, (p0, p1) = plan(params)
-    ohlc = [np.ascontiguousarray(df[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")]
     makers = {SMA: rolling_mean, EMA: ema, RSI: rsi}
     series = [makers[kind](ohlc[3], period) for kind, period in spec]
     a, b, c = (series + [series[0]] * 2)[:3]  # as the grid kernel: a missing second or third series is the first
@@ -837,9 +840,14 @@ def _run_one(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float], con
     return dict(zip(METRICS, out[:6].tolist(), strict=True)), pd.Series(values, index=df.index[first:], name="value")
 
 
-def _usable(df: pd.DataFrame) -> bool:
-    ohlc = df[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
-    return bool(np.isfinite(ohlc).all() and (ohlc > 0).all())
+def _ohlc(df: pd.DataFrame) -> list[np.ndarray]:
+    """Open, high, low and close of `df` as contiguous float64 arrays."""
+    return [np.ascontiguousarray(df[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")]
+
+
+def _usable(ohlc: Sequence[np.ndarray]) -> bool:
+    """Prices the kernel runs as vectorbt would: all finite and positive (else vectorbt's own handling)."""
+    return all(bool((x > 0).all() and np.isfinite(x).all()) for x in ohlc)
 
 
 def run_many(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence[Mapping[str, float]],
@@ -848,9 +856,11 @@ def run_many(strat: Strategy, frames: Sequence[pd.DataFrame], combos: Sequence[M
     from .grid import METRICS, auto_chunk, run_grid
 
     frames = list(frames)
-    ok = [k for k, df in enumerate(frames) if _usable(df)]
+    arrays = [_ohlc(df) for df in frames]
+    ok = [k for k, a in enumerate(arrays) if _usable(a)]
     tables: list[pd.DataFrame | None] = [None] * len(frames)
-    raws = run_kernel(strat, [frames[k] for k in ok], combos, config, chunk_size) if ok and combos else []
+    raws = (run_kernel(strat, [frames[k] for k in ok], combos, config, chunk_size, [arrays[k] for k in ok])
+            if ok and combos else [])
     for k, raw in zip(ok, raws, strict=True):
         table = pd.DataFrame(raw[:, :6], columns=list(METRICS))
         redo = np.flatnonzero(raw[:, 6] > 0)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..backtest import BacktestConfig, portfolio_kwargs
+from ..backtest import BacktestConfig, bar_freq
 from ..errors import ConfigError
 from ..strategies import Strategy, get_strategy
 from .grid import (
@@ -184,7 +184,7 @@ def _out_of_sample(strat: Strategy, window: pd.DataFrame, test_bars: int, params
 def _overall(equity: pd.Series, folds: pd.DataFrame, config: BacktestConfig, df: pd.DataFrame) -> dict[str, float]:
     """Metrics of the stitched out-of-sample equity, computed as vectorbt does for one portfolio."""
 
-    freq = portfolio_kwargs(df.iloc[:2], config)["freq"] if config.freq is None else config.freq
+    freq = bar_freq(df, config)
     prev = np.concatenate(([config.init_cash], equity.to_numpy()[:-1]))
     returns = equity.to_numpy() / prev - 1.0
     trades = float(folds["oos_trades"].sum())
