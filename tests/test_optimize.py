@@ -218,15 +218,22 @@ def test_walk_forward_folds_tile_and_never_train_on_their_test(frames):
     np.r_[np.nan, np.random.default_rng(4).normal(0, 0.02, 50), np.nan],
     np.zeros(20), np.full(20, 0.01), np.array([0.01]), np.array([np.nan, 0.02]),
 ], ids=["normal", "nans", "zeros", "constant", "one", "one-valid"])
-@pytest.mark.parametrize("freq", ["1h", "1D"])
+@pytest.mark.parametrize("freq", ["1h", "h", "1D", "D", "15min", pd.Timedelta("4h")])
 def test_walk_forward_sharpe_is_vectorbts(returns, freq):
+    """The stitched equity's Sharpe equals vectorbt's returns accessor for every way a bar period is written."""
     import vectorbt  # noqa: F401  (the returns accessor)
 
     from workbench.optimize.walkforward import sharpe_ratio
 
     index = pd.date_range("2024-01-01", periods=len(returns), freq=freq)
     want = pd.Series(returns, index=index).vbt.returns(freq=freq).sharpe_ratio()
-    assert sharpe_ratio(returns, pd.Timedelta(freq)) == pytest.approx(want, rel=1e-12, nan_ok=True)
+    assert sharpe_ratio(returns, freq) == pytest.approx(want, rel=1e-12, nan_ok=True)
+
+
+def test_walk_forward_sharpe_without_a_bar_period_is_nan():
+    from workbench.optimize.walkforward import sharpe_ratio
+
+    assert math.isnan(sharpe_ratio(np.random.default_rng(5).normal(0, 0.01, 50), None))
 
 
 def test_walk_forward_needs_enough_bars(frames):

@@ -7,6 +7,7 @@ import pytest
 
 from workbench.backtest import BacktestConfig
 from workbench.data import sample_ohlcv
+from workbench.errors import ConfigError
 from workbench.fills import Costs
 from workbench.optimize import METRICS, kernels, optimize
 from workbench.strategies import indicators
@@ -17,12 +18,15 @@ def frames():
     return {s: sample_ohlcv(s, "1h", 1200) for s in ("BTC/USDT", "ETH/USDT")}
 
 
-def assert_tables_match(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    x, y = a[list(METRICS)].to_numpy(), b[list(METRICS)].to_numpy()
+def close_cells(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Where two number arrays agree: equal (NaN and inf included) or within 1e-9 relative."""
     same = (x == y) | (np.isnan(x) & np.isnan(y))
     with np.errstate(invalid="ignore"):
-        near = np.abs(np.where(same, 0.0, x - y)) <= 1e-9 * np.maximum(1.0, np.abs(np.where(same, 0.0, y)))
-    bad = ~(same | near)
+        return same | (np.abs(np.where(same, 0.0, x - y)) <= 1e-9 * np.maximum(1.0, np.abs(np.where(same, 0.0, y))))
+
+
+def assert_tables_match(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    bad = ~close_cells(a[list(METRICS)].to_numpy(), b[list(METRICS)].to_numpy())
     assert not bad.any(), a[bad.any(axis=1)].join(b[bad.any(axis=1)], rsuffix="_vbt").T
 
 
@@ -127,29 +131,28 @@ def test_kernel_value_curve_equals_vectorbts_portfolio_value(frames, name, confi
 
 
 def assert_frames_close(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    """Same columns and non-number cells; numbers equal (NaN and inf included) or within 1e-9."""
+    """Same columns and non-number cells; numbers as :func:`close_cells`."""
     assert list(a.columns) == list(b.columns) and len(a) == len(b)
     nums = a.select_dtypes("number").columns
     pd.testing.assert_frame_equal(a.drop(columns=nums), b.drop(columns=nums))
-    x, y = a[nums].to_numpy(float), b[nums].to_numpy(float)
-    same = (x == y) | (np.isnan(x) & np.isnan(y))
-    with np.errstate(invalid="ignore"):
-        near = np.abs(np.where(same, 0.0, x - y)) <= 1e-9 * np.maximum(1.0, np.abs(np.where(same, 0.0, y)))
-    assert (same | near).all(), a[~(same | near).all(axis=1)].T
+    ok = close_cells(a[nums].to_numpy(float), b[nums].to_numpy(float))
+    assert ok.all(), a[~ok.all(axis=1)].T
 
 
 @pytest.mark.parametrize("name", ["sma_cross", *GRIDS])
 @pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
-def test_walk_forward_on_kernels_equals_vectorbt(frames, name, config):
+def test_walk_forward_on_kernels_equals_vectorbt(frames, name, config, monkeypatch):
     """Out-of-sample folds run on the fused kernel: every fold's choice and metrics, the stitched equity and
     its overall metrics equal the vectorbt walk-forward's (1e-9)."""
-    from workbench.optimize import walk_forward
+    from workbench.optimize import walk_forward, walkforward
 
     grid = {"sma_cross": {"fast": [5, 10], "slow": [20, 40]}, **GRIDS}[name]
     kw = dict(data=frames["ETH/USDT"], train_bars=400, test_bars=200, ranges=grid, config=config, min_trades=1,
               progress=False)
-    kernel = walk_forward(name, "ETH/USDT", "1h", engine="kernel", **kw)
     vbt = walk_forward(name, "ETH/USDT", "1h", engine="vectorbt", **kw)
+    with monkeypatch.context() as m:  # the kernel's folds must not fall back to vectorbt's backtest
+        m.setattr(walkforward, "simulate", lambda *a, **k: pytest.fail("a fold fell back to vectorbt"))
+        kernel = walk_forward(name, "ETH/USDT", "1h", engine="kernel", **kw)
     assert len(kernel.folds) == 4 and kernel.folds["oos_trades"].sum() > 0
     assert_frames_close(kernel.folds, vbt.folds)
     assert kernel.equity.index.equals(vbt.equity.index)
@@ -177,3 +180,5 @@ def test_out_of_sample_ends_flat_on_the_last_bar(frames):
     np.testing.assert_array_equal(value.to_numpy()[:-1], open_value.to_numpy()[:-1])
     assert oos["final_value"] < still_open["final_value"]  # the exit's fee was paid on the last bar
     assert oos["trades"] == still_open["trades"]  # an open trade counts too (as vectorbt counts it)
+    with pytest.raises(ConfigError, match="from 2 to the frame's"):
+        kernels.out_of_sample(strat, window, len(window) + 1, combo, config)

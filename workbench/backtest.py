@@ -147,6 +147,24 @@ def metrics(pf: Any) -> dict[str, float]:
     }
 
 
+#: the year vectorbt annualizes returns over (its default ``returns.year_freq``)
+YEAR = pd.Timedelta(days=365)
+
+
+def ann_factor(freq: Any) -> float:
+    """Bars per year for a bar period `freq` read as vectorbt reads it ('1h', 'h', a Timedelta, a DateOffset);
+    NaN when there is none. Annualizes the Sharpe ratio of both engines."""
+    if freq is None:
+        return math.nan
+    if isinstance(freq, str) and not freq[:1].isdigit():
+        period = pd.Timedelta(1, unit=freq)  # pd.Timedelta("h") would raise "unit abbreviation w/o a number"
+    elif isinstance(freq, pd.DateOffset):
+        period = pd.Timedelta(freq.nanos)
+    else:
+        period = pd.Timedelta(freq)
+    return YEAR / period
+
+
 def bar_freq(df: pd.DataFrame, config: BacktestConfig) -> Any:
     """The bar period vectorbt is given (its Sharpe's annualization): ``config.freq``, else inferred from `df`."""
     return config.freq or _infer_freq(df.index)

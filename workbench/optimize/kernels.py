@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
-from ..backtest import BacktestConfig, bar_freq
+from ..backtest import BacktestConfig, ann_factor, bar_freq
+from ..errors import ConfigError
 from ..strategies import BUILTINS, Strategy
 
 REL_TOL = 1e-9  # vectorbt.utils.math_ tolerances
 ABS_TOL = 1e-12
-YEAR = pd.Timedelta(days=365)  # vectorbt's default returns year_freq
 N_OUT = 7  # total_return, sharpe, max_drawdown, win_rate, trades, final_value, fallback
 
 #: indicator kinds of a series
@@ -722,8 +722,7 @@ def _config_args(config: BacktestConfig) -> tuple:
 
 
 def _ann_factor(df: pd.DataFrame, config: BacktestConfig) -> float:
-    freq = bar_freq(df, config)
-    return YEAR / pd.Timedelta(freq) if freq is not None else math.nan
+    return ann_factor(bar_freq(df, config))
 
 
 def _combo_chunks(specs: list[list[tuple[int, int]]], max_bars: int, chunk_size: int | None) -> list[range]:
@@ -807,6 +806,8 @@ def value_series(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float],
 
     An optimization's winner is drawn from this, so a notebook on a built-in strategy never imports vectorbt.
     """
+    if len(df) < 2:
+        return None
     run = _run_one(strat, df, params, config, len(df), close_last=False)
     return None if run is None else run[1]
 
@@ -822,8 +823,12 @@ def out_of_sample(strat: Strategy, window: pd.DataFrame, test_bars: int, params:
 def _run_one(strat: Strategy, df: pd.DataFrame, params: Mapping[str, float], config: BacktestConfig, bars: int,
              close_last: bool) -> tuple[dict[str, float], pd.Series] | None:
     """Metrics and value series of one combination traded on the last `bars` of `df` (:func:`value_kernel`)."""
+    if not 2 <= bars <= len(df):
+        raise ConfigError(f"The bars to trade must be from 2 to the frame's {len(df)}, got {bars}.")
+    if why_unsupported(strat, config) is not None:
+        return None
     ohlc = _ohlc(df)
-    if why_unsupported(strat, config) is not None or bars < 2 or not _usable(ohlc):
+    if not _usable(ohlc):
         return None
     code, plan = KERNELS[id(strat)]
     spec, (p0, p1) = plan(params)

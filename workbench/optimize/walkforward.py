@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..backtest import BacktestConfig, bar_freq
+from ..backtest import BacktestConfig, ann_factor, bar_freq
 from ..errors import ConfigError
 from ..strategies import Strategy, get_strategy
 from .grid import (
@@ -29,7 +29,6 @@ from .grid import (
     check_min_trades,
     load_frames,
     optimize,
-    pick_engine,
     resolve_grid,
     signal_arrays,
     simulate,
@@ -107,7 +106,9 @@ def walk_forward(
     (expanding) instead of rolling. A fold whose training window has no
     combination with `min_trades` trades stays flat out of sample. `engine` as
     :func:`optimize`'s: with the fused kernel, the folds' tests run on it too, so
-    a built-in's walk-forward never imports vectorbt (the same numbers, tested).
+    a built-in's walk-forward imports no vectorbt unless a fold falls back to it
+    (prices not all finite and positive, a partly funded short cover); the
+    numbers are the same either way (tested).
     """
     strat = get_strategy(strategy)
     metric = check_metric(metric)
@@ -116,7 +117,6 @@ def walk_forward(
     resolve_grid(strat, ranges)  # fail early on bad ranges
     df = load_frames([symbol], timeframe, data, source, start, end, bars)[symbol]
     windows = fold_windows(len(df), train_bars, test_bars, anchored)
-    kernel = getattr(pick_engine(engine, strat, config), "engine_name", "vectorbt") == "kernel"
 
     rows, pieces = [], []
     level = config.init_cash
@@ -144,7 +144,7 @@ def walk_forward(
             params, is_metrics = best
             row.update(params)
             row.update({f"is_{m}": v for m, v in is_metrics.items()})
-            oos, value = _out_of_sample(strat, df.iloc[a:c], c - b, params, config, kernel)
+            oos, value = _out_of_sample(strat, df.iloc[a:c], c - b, params, config, res.engine == "kernel")
         row.update({f"oos_{m}": v for m, v in oos.items()})
         rows.append(row)
         if config.size_pct is not None:
@@ -200,13 +200,13 @@ def _overall(equity: pd.Series, folds: pd.DataFrame, config: BacktestConfig, df:
 
 
 def sharpe_ratio(returns: np.ndarray, freq: Any) -> float:
-    """vectorbt's ``returns.vbt.returns(freq=freq).sharpe_ratio()`` (a year of 365 days, ddof 1, NaN returns
-    skipped, inf when they do not vary), without importing vectorbt."""
-    if len(returns) < 2 or freq is None:
+    """vectorbt's ``returns.vbt.returns(freq=freq).sharpe_ratio()`` with its default year of 365 days (ddof 1, NaN
+    returns skipped, inf when they do not vary), as the kernel computes it, without importing vectorbt."""
+    if len(returns) < 2:
         return math.nan
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = float(np.nanmean(returns)) if not np.isnan(returns).all() else math.nan
-        std = float(np.nanstd(returns, ddof=1)) if np.count_nonzero(~np.isnan(returns)) > 1 else math.nan
+    valid = returns[~np.isnan(returns)]
+    mean = float(np.mean(valid)) if len(valid) else math.nan
+    std = float(np.std(valid, ddof=1)) if len(valid) > 1 else math.nan
     if std == 0.0:
         return math.inf
-    return mean / std * math.sqrt(pd.Timedelta(days=365) / pd.Timedelta(freq))
+    return mean / std * math.sqrt(ann_factor(freq))
