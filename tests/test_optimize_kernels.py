@@ -182,3 +182,14 @@ def test_out_of_sample_ends_flat_on_the_last_bar(frames):
     assert oos["trades"] == still_open["trades"]  # an open trade counts too (as vectorbt counts it)
     with pytest.raises(ConfigError, match="from 2 to the frame's"):
         kernels.out_of_sample(strat, window, len(window) + 1, combo, config)
+
+
+@pytest.mark.parametrize("freq", ["h", "2h", "D"])
+def test_a_bar_period_written_as_vectorbt_reads_it(frames, freq):
+    """config.freq as vectorbt takes it ('h' as well as '1h'): the kernel annualizes the Sharpe ratio the same."""
+    kw = dict(data=frames, ranges={"fast": [5, 10], "slow": [20, 40]}, config=BacktestConfig(freq=freq), min_trades=0,
+              progress=False)
+    kernel = optimize("sma_cross", list(frames), "1h", engine="kernel", **kw)
+    vbt = optimize("sma_cross", list(frames), "1h", engine="vectorbt", **kw)
+    assert_tables_match(kernel.table, vbt.table)
+    assert kernel.table["sharpe"].notna().all()
