@@ -381,10 +381,8 @@ class DeploymentRuntime:
         for row in rows:
             cid, symbol = row["client_order_id"], row["symbol"]
             try:
-                if wait:  # one attempt: this order is asked about again at widening intervals, not in the venue's retry loop
-                    order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid, retry=False)
-                else:
-                    order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid)
+                # with `wait`, one attempt: the order is asked about again at widening intervals, not in the venue's retry loop
+                order = self.venue.fetch_order(symbol, order_id=row["venue_order_id"], client_order_id=cid, retry=not wait)
             except VenueError:
                 if not wait:
                     raise
